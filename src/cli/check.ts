@@ -1,0 +1,62 @@
+import { readFile } from 'node:fs/promises';
+import { RampartError, RequestError } from '../errors.ts';
+import { loadConfig } from '../io/load-config.ts';
+import { readStdin } from '../io/config-files.ts';
+import { PolicyEngine } from '../policy/engine.ts';
+import { formatDecision } from '../policy/explain.ts';
+import { parseCheckRequest } from '../policy/request.ts';
+import { formatDiagnostic } from '../resources/diagnostic.ts';
+
+export interface CheckOptions {
+  readonly config: readonly string[];
+  readonly request: string;
+  readonly mesh?: string;
+  readonly extAuthz?: 'allow' | 'deny';
+  readonly json?: boolean;
+}
+
+export interface CommandOutput {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `rampart check`: exit 0 allowed, 1 denied, 2 bad input (configuration errors included: a partial config could mislead). */
+export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
+  const usesStdin = opts.request === '-' || opts.config.includes('-');
+  if (opts.request === '-' && opts.config.includes('-')) return bad('--request - and --config - cannot both read standard input');
+  let cfg;
+  try {
+    cfg = await loadConfig({ paths: opts.config, meshFile: opts.mesh, stdin: usesStdin ? readStdin : undefined });
+  } catch (e) {
+    if (e instanceof RampartError) return bad(e.message);
+    throw e;
+  }
+  const errors = cfg.diagnostics.filter((d) => d.severity === 'error');
+  const warnings = cfg.diagnostics.filter((d) => d.severity !== 'error').map(formatDiagnostic);
+  if (errors.length > 0) {
+    return { exitCode: 2, stdout: '', stderr: [...errors.map(formatDiagnostic), `${errors.length} error(s) in the configuration; no decision made`].join('\n') + '\n' };
+  }
+  let requestText: string;
+  try {
+    requestText = opts.request === '-' ? await readStdin() : await readFile(opts.request, 'utf8');
+  } catch {
+    return bad(`${opts.request}: cannot read the request file`);
+  }
+  let request;
+  try {
+    request = parseCheckRequest(JSON.parse(requestText));
+  } catch (e) {
+    if (e instanceof SyntaxError) return bad(`${opts.request}: not valid JSON: ${e.message}`);
+    if (e instanceof RequestError) return bad(`${opts.request}: ${e.message}`);
+    throw e;
+  }
+  const engine = new PolicyEngine(cfg.resources, cfg.mesh);
+  const decision = engine.decide(request, { trace: true, ...(opts.extAuthz === undefined ? {} : { extAuthz: opts.extAuthz }) });
+  const stdout = opts.json === true ? JSON.stringify(decision, null, 2) : formatDecision(decision);
+  return { exitCode: decision.decision === 'ALLOW' ? 0 : 1, stdout: stdout + '\n', stderr: warnings.length > 0 ? warnings.join('\n') + '\n' : '' };
+}
+
+function bad(message: string): CommandOutput {
+  return { exitCode: 2, stdout: '', stderr: `rampart check: ${message}\n` };
+}

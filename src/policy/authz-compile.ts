@@ -1,0 +1,264 @@
+import type { AuthorizationAction, AuthorizationPolicy, Operation, Source } from '../resources/types.ts';
+import { attribute, CompileFailure, fieldAttribute, orTests, type AttributeSpec, type CompileEnv, type RequestTest } from './attributes.ts';
+import type { PreparedRequest } from './request.ts';
+
+/**
+ * AuthorizationPolicy → matchers, once per policy and traffic kind, as istiod's authz builder does per push.
+ */
+
+/** One constrained attribute of a rule: `from[0].source.notPrincipals`, `when[1]`… */
+export interface FieldMatcher {
+  /** Where it sits in the rule, e.g. `from[0].source.principals` or `when[1]`. */
+  readonly path: string;
+  readonly attribute: string;
+  /** Values as effective after compilation (trust-domain aliases added, uncompilable values dropped). */
+  readonly values: readonly string[];
+  readonly negate: boolean;
+  /** True when any value matches (before negation). */
+  readonly test: RequestTest;
+  readonly actual: (r: PreparedRequest) => string;
+}
+
+export interface CompiledRule {
+  readonly index: number;
+  readonly line: number | undefined;
+  /** Undefined when the rule has no `from`; each entry is an AND of fields, entries are ORed. */
+  readonly from: readonly (readonly FieldMatcher[])[] | undefined;
+  readonly to: readonly (readonly FieldMatcher[])[] | undefined;
+  readonly when: readonly FieldMatcher[];
+  readonly match: RequestTest;
+  /** Conditions removed on this traffic kind (HTTP-only fields on TCP for DENY/AUDIT/CUSTOM), for explanations. */
+  readonly removed: readonly string[];
+}
+
+export interface SkippedRule {
+  readonly index: number;
+  readonly reason: string;
+}
+
+export interface CompiledPolicy {
+  readonly id: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly action: AuthorizationAction;
+  readonly provider: string | undefined;
+  readonly dryRun: boolean;
+  /** Set when the dry-run annotation could not be parsed (the policy is then enforced, as in Istio). */
+  readonly dryRunError: string | undefined;
+  readonly file: string;
+  readonly line: number;
+  readonly rules: readonly CompiledRule[];
+  readonly skipped: readonly SkippedRule[];
+  /** True when the policy has no rules at all (ALLOW: allow-nothing). */
+  readonly empty: boolean;
+}
+
+const SOURCE_ORDER = [
+  'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces',
+  'serviceAccounts', 'notServiceAccounts', 'trustDomains', 'notTrustDomains', 'ipBlocks', 'notIpBlocks',
+  'remoteIpBlocks', 'notRemoteIpBlocks',
+] as const;
+const OPERATION_ORDER = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+
+/** Go's strconv.ParseBool, which Istio uses for `istio.io/dry-run`. */
+function parseGoBool(v: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return undefined;
+}
+
+export function compilePolicy(policy: AuthorizationPolicy, forTcp: boolean, env: Omit<CompileEnv, 'policyNamespace'>): CompiledPolicy {
+  const action = policy.spec.action;
+  const fullEnv: CompileEnv = { ...env, policyNamespace: policy.meta.namespace };
+  const rules: CompiledRule[] = [];
+  const skipped: SkippedRule[] = [];
+  const specRules = policy.spec.rules ?? [];
+  specRules.forEach((rule, index) => {
+    if (rule === null) {
+      skipped.push({ index, reason: 'null rule' });
+      return;
+    }
+    try {
+      rules.push(compileRule(rule, index, policy.ruleLines[index], action, forTcp, fullEnv));
+    } catch (e) {
+      if (!(e instanceof CompileFailure)) throw e;
+      skipped.push({ index, reason: e.message });
+    }
+  });
+  let dryRun = false;
+  let dryRunError: string | undefined;
+  const ann = policy.meta.annotations['istio.io/dry-run'];
+  if (ann !== undefined) {
+    const b = parseGoBool(ann);
+    if (b === undefined) dryRunError = `istio.io/dry-run: "${ann}" is not a boolean; the policy is enforced`;
+    else dryRun = b;
+  }
+  return {
+    id: `${policy.meta.namespace}/${policy.meta.name}`,
+    name: policy.meta.name,
+    namespace: policy.meta.namespace,
+    action,
+    provider: policy.spec.provider?.name,
+    dryRun,
+    dryRunError,
+    file: policy.source.file,
+    line: policy.source.line,
+    rules,
+    skipped,
+    empty: specRules.length === 0,
+  };
+}
+
+type SpecRule = NonNullable<NonNullable<AuthorizationPolicy['spec']['rules']>[number]>;
+
+function compileRule(
+  rule: SpecRule,
+  index: number,
+  line: number | undefined,
+  action: AuthorizationAction,
+  forTcp: boolean,
+  env: CompileEnv,
+): CompiledRule {
+  const removed: string[] = [];
+  const build = (path: string, attr: AttributeSpec, values: readonly string[], negate: boolean): FieldMatcher | undefined => {
+    const result = compileValues(path, attr, values, action, forTcp, env, removed);
+    if (result === undefined) return undefined;
+    return { path, attribute: attr.attribute, values: result.values, negate, test: result.test, actual: attr.actual };
+  };
+  const from = rule.from?.map((entry, i) => {
+    const fields: FieldMatcher[] = [];
+    const src: Source = entry.source ?? {};
+    for (const f of SOURCE_ORDER) {
+      const vals = src[f];
+      if (vals === undefined || vals.length === 0) continue;
+      const m = build(`from[${i}].source.${f}`, fieldAttribute(f, env), vals, f.startsWith('not'));
+      if (m !== undefined) fields.push(m);
+    }
+    return fields;
+  });
+  const to = rule.to?.map((entry, i) => {
+    const fields: FieldMatcher[] = [];
+    const op: Operation = entry.operation ?? {};
+    for (const f of OPERATION_ORDER) {
+      const vals = op[f];
+      if (vals === undefined || vals.length === 0) continue;
+      const m = build(`to[${i}].operation.${f}`, fieldAttribute(f, env), vals, f.startsWith('not'));
+      if (m !== undefined) fields.push(m);
+    }
+    return fields;
+  });
+  const when: FieldMatcher[] = [];
+  (rule.when ?? []).forEach((c, i) => {
+    const attr = attribute(c.key, env);
+    if (c.values !== undefined && c.values.length > 0) {
+      const m = build(`when[${i}] ${c.key} values`, attr, c.values, false);
+      if (m !== undefined) when.push(m);
+    }
+    if (c.notValues !== undefined && c.notValues.length > 0) {
+      const m = build(`when[${i}] ${c.key} notValues`, attr, c.notValues, true);
+      if (m !== undefined) when.push(m);
+    }
+  });
+  return { index, line, from, to, when, match: matcherFor(from, to, when), removed };
+}
+
+/**
+ * Compiles the values of one field. On a failure (an HTTP-only attribute on TCP, a value that cannot compile),
+ * istiod drops the whole rule for ALLOW (a smaller allow) but only the failing values for DENY, AUDIT and CUSTOM
+ * (a wider deny): model.go rule.checkError. A field left with no values is no constraint at all.
+ */
+function compileValues(
+  path: string,
+  attr: AttributeSpec,
+  rawValues: readonly string[],
+  action: AuthorizationAction,
+  forTcp: boolean,
+  env: CompileEnv,
+  removed: string[],
+): { values: string[]; test: RequestTest } | undefined {
+  let values = [...rawValues];
+  if (attr.attribute === 'source.principal') values = env.bundle.replaceAliases(values);
+  else if (attr.attribute === 'source.trustDomain') values = env.bundle.expandDomains(values);
+  const fail = (reason: string): undefined => {
+    if (action === 'ALLOW') throw new CompileFailure(`${path}: ${reason}`);
+    removed.push(`${path} (${reason})`);
+    return undefined;
+  };
+  if (forTcp && attr.httpOnly) return fail(`${attr.attribute} is HTTP-only and this is TCP traffic`);
+  if (attr.compileValues !== undefined) {
+    try {
+      return { values, test: attr.compileValues(values) };
+    } catch (e) {
+      if (!(e instanceof CompileFailure)) throw e;
+      return fail(e.message);
+    }
+  }
+  const tests: RequestTest[] = [];
+  const kept: string[] = [];
+  for (const v of values) {
+    try {
+      tests.push(attr.compileValue(v));
+      kept.push(v);
+    } catch (e) {
+      if (!(e instanceof CompileFailure)) throw e;
+      fail(e.message);
+    }
+  }
+  if (tests.length === 0) return undefined;
+  return { values: kept, test: orTests(tests) };
+}
+
+function andFields(fields: readonly FieldMatcher[]): RequestTest {
+  if (fields.length === 0) return () => true;
+  if (fields.length === 1) {
+    const f = fields[0]!;
+    const t = f.test;
+    return f.negate ? (r) => !t(r) : t;
+  }
+  const tests = fields.map((f) => f.test);
+  const negs = fields.map((f) => f.negate);
+  const n = tests.length;
+  return (r) => {
+    for (let i = 0; i < n; i++) if (tests[i]!(r) === negs[i]) return false;
+    return true;
+  };
+}
+
+function matcherFor(
+  from: readonly (readonly FieldMatcher[])[] | undefined,
+  to: readonly (readonly FieldMatcher[])[] | undefined,
+  when: readonly FieldMatcher[],
+): RequestTest {
+  const parts: RequestTest[] = [];
+  if (from !== undefined && from.length > 0) parts.push(orTests(from.map(andFields)));
+  if (to !== undefined && to.length > 0) parts.push(orTests(to.map(andFields)));
+  if (when.length > 0) parts.push(andFields(when));
+  if (parts.length === 0) return () => true;
+  if (parts.length === 1) return parts[0]!;
+  if (parts.length === 2) {
+    const [a, b] = parts as [RequestTest, RequestTest];
+    return (r) => a(r) && b(r);
+  }
+  const [a, b, c] = parts as [RequestTest, RequestTest, RequestTest];
+  return (r) => a(r) && b(r) && c(r);
+}
+
+/** Why a rule did not match: the first failing field of each alternative, as human text. */
+export function explainMismatch(rule: CompiledRule, r: PreparedRequest): string[] {
+  const out: string[] = [];
+  const fieldText = (f: FieldMatcher): string => {
+    const vals = `[${f.values.map((v) => JSON.stringify(v)).join(', ')}]`;
+    return f.negate ? `${f.path}: ${f.actual(r)} matches one of ${vals}` : `${f.path}: ${f.actual(r)} not in ${vals}`;
+  };
+  const firstFail = (fields: readonly FieldMatcher[]): FieldMatcher | undefined => fields.find((f) => f.test(r) === f.negate);
+  const group = (entries: readonly (readonly FieldMatcher[])[] | undefined): void => {
+    if (entries === undefined || entries.length === 0) return;
+    const fails = entries.map(firstFail);
+    if (fails.some((f) => f === undefined)) return; // one alternative matched
+    for (const f of fails) out.push(fieldText(f!));
+  };
+  group(rule.from);
+  group(rule.to);
+  for (const w of rule.when) if (w.test(r) === w.negate) out.push(fieldText(w));
+  return out;
+}

@@ -1,0 +1,134 @@
+import type { JwtRule, RequestAuthentication } from '../resources/types.ts';
+import type { PreparedRequest, VerifiedJwt } from './request.ts';
+
+/** The JWT step's outcome for one request, before authorization. */
+export type JwtOutcome =
+  | { readonly kind: 'none'; readonly message: string }
+  | { readonly kind: 'skipped'; readonly message: string }
+  | { readonly kind: 'verified'; readonly message: string; readonly jwt: VerifiedJwt; readonly spaceDelimited: ReadonlySet<string> }
+  | { readonly kind: 'rejected'; readonly status: 401 | 403; readonly reason: string; readonly message: string };
+
+const DEFAULT_SPACE_DELIMITED = ['scope', 'permission'];
+
+export interface JwtRuleRef {
+  readonly policy: string;
+  readonly index: number;
+  readonly rule: JwtRule;
+}
+
+export function collectJwtRules(policies: readonly RequestAuthentication[]): JwtRuleRef[] {
+  const out: JwtRuleRef[] = [];
+  for (const p of policies) {
+    (p.spec.jwtRules ?? []).forEach((rule, index) => out.push({ policy: `${p.meta.namespace}/${p.meta.name}`, index, rule }));
+  }
+  return out;
+}
+
+/** CORS preflight requests bypass JWT checks (Istio sets Envoy's bypass_cors_preflight). */
+export function isCorsPreflight(r: PreparedRequest): boolean {
+  const h = r.http;
+  return h !== undefined && h.method === 'OPTIONS' && h.headers['origin'] !== undefined && h.headers['access-control-request-method'] !== undefined;
+}
+
+/** Where a rule looks for tokens; any custom location turns off the defaults (Authorization: Bearer, access_token). */
+export function findTokenLocations(rule: JwtRule, r: PreparedRequest): string[] {
+  const h = r.http;
+  if (h === undefined) return [];
+  const found: string[] = [];
+  const custom = (rule.fromHeaders?.length ?? 0) + (rule.fromParams?.length ?? 0) + (rule.fromCookies?.length ?? 0) > 0;
+  const params = new URLSearchParams(h.query.startsWith('?') ? h.query.slice(1) : h.query);
+  if (!custom) {
+    const auth = h.headers['authorization'];
+    if (auth !== undefined && /^Bearer /.test(auth) && auth.length > 7) found.push('header authorization (Bearer)');
+    if (params.has('access_token')) found.push('query parameter access_token');
+    return found;
+  }
+  for (const fh of rule.fromHeaders ?? []) {
+    const v = h.headers[fh.name.toLowerCase()];
+    if (v === undefined) continue;
+    // A header lacking the configured prefix yields no token, as Envoy's extractor does.
+    if (fh.prefix === undefined || v.startsWith(fh.prefix)) found.push(`header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`);
+  }
+  for (const p of rule.fromParams ?? []) if (params.has(p)) found.push(`query parameter ${p}`);
+  const cookies = h.headers['cookie'];
+  if (cookies !== undefined) {
+    const names = new Set(cookies.split(/;\s*/).map((c) => c.split('=')[0]));
+    for (const c of rule.fromCookies ?? []) if (names.has(c)) found.push(`cookie ${c}`);
+  }
+  return found;
+}
+
+function jwtIssuer(jwt: VerifiedJwt): string | undefined {
+  const iss = jwt.claims?.['iss'];
+  if (typeof iss === 'string') return iss;
+  if (jwt.principal === undefined) return undefined;
+  const i = jwt.principal.lastIndexOf('/');
+  return i < 0 ? undefined : jwt.principal.slice(0, i);
+}
+
+function jwtAudiences(jwt: VerifiedJwt): string[] {
+  if (jwt.audiences !== undefined) return [...jwt.audiences];
+  const aud = jwt.claims?.['aud'];
+  if (typeof aud === 'string') return [aud];
+  if (Array.isArray(aud)) return aud.filter((a): a is string => typeof a === 'string');
+  return [];
+}
+
+/**
+ * The RequestAuthentication step with an already-verified token (`auth` of a check request). Issuer and audience
+ * are still checked against the workload's rules, with Envoy's outcomes: an issuer no rule accepts is 401, an
+ * audience no rule accepts is 403. A raw token without `auth` cannot be verified here: it fails closed.
+ */
+export function authenticate(rules: readonly JwtRuleRef[], r: PreparedRequest): JwtOutcome {
+  const supplied = r.raw.auth;
+  if (rules.length === 0) {
+    return {
+      kind: 'none',
+      message: supplied === undefined
+        ? 'no RequestAuthentication applies: request.auth.* is empty'
+        : 'no RequestAuthentication applies: the supplied token is not validated and request.auth.* stays empty',
+    };
+  }
+  if (r.http === undefined) return { kind: 'none', message: 'TCP traffic: JWT authentication does not apply' };
+  if (isCorsPreflight(r)) return { kind: 'skipped', message: 'CORS preflight request: JWT checks are bypassed' };
+  if (supplied === undefined) {
+    for (const ref of rules) {
+      const locs = findTokenLocations(ref.rule, r);
+      if (locs.length > 0) {
+        return {
+          kind: 'rejected', status: 401,
+          reason: 'Jwt verification fails',
+          message: `a token was found (${locs[0]}) but raw token verification is not available here; pass the verified token as "auth" (failing closed)`,
+        };
+      }
+    }
+    return { kind: 'none', message: `no token in any location of ${rules.length} JWT rule(s): the request goes on without request.auth.* (authorization decides)` };
+  }
+  const iss = jwtIssuer(supplied);
+  // A rule without issuer (jwksUri only) does not check `iss` in Envoy.
+  const byIssuer = rules.filter((ref) => ref.rule.issuer === undefined || ref.rule.issuer === '' || ref.rule.issuer === iss);
+  if (byIssuer.length === 0) {
+    return {
+      kind: 'rejected', status: 401, reason: 'Jwt issuer is not configured',
+      message: `token issuer ${JSON.stringify(iss ?? '')} is not accepted by any rule (issuers: ${rules.map((x) => JSON.stringify(x.rule.issuer ?? '')).join(', ')})`,
+    };
+  }
+  const aud = jwtAudiences(supplied);
+  const accepted = byIssuer.filter((ref) => {
+    const want = ref.rule.audiences ?? [];
+    return want.length === 0 || want.some((a) => aud.includes(a));
+  });
+  if (accepted.length === 0) {
+    return {
+      kind: 'rejected', status: 403, reason: 'Audiences in Jwt are not allowed',
+      message: `token audiences ${JSON.stringify(aud)} match none of ${JSON.stringify(byIssuer.flatMap((x) => x.rule.audiences ?? []))}`,
+    };
+  }
+  const spaceDelimited = new Set(DEFAULT_SPACE_DELIMITED);
+  for (const ref of accepted) for (const c of ref.rule.spaceDelimitedClaims ?? []) spaceDelimited.add(c);
+  const first = accepted[0]!;
+  return {
+    kind: 'verified', jwt: supplied, spaceDelimited,
+    message: `token of issuer ${JSON.stringify(iss ?? '')} accepted by ${first.policy} jwtRules[${first.index}]`,
+  };
+}

@@ -1,0 +1,228 @@
+import { RequestError } from '../errors.ts';
+import { parseIp, type ParsedIp } from '../match/cidr.ts';
+import { normalizePath, type PathNormalization } from '../match/path-normalize.ts';
+
+/**
+ * One request as seen by the destination's sidecar: the JSON form read by `rampart check` and the shape the proxy
+ * fills in. See docs/check-request.md.
+ */
+export interface CheckRequest {
+  readonly destination: {
+    readonly namespace?: string;
+    readonly labels?: Readonly<Record<string, string>>;
+    readonly ip?: string;
+    readonly port?: number;
+  };
+  readonly source?: {
+    /** Verified peer identity without `spiffe://`; absent means the connection was plaintext. */
+    readonly principal?: string;
+    readonly ip?: string;
+  };
+  /** Original client IP (X-Forwarded-For / PROXY protocol); defaults to `source.ip`. */
+  readonly remoteIp?: string;
+  readonly sni?: string;
+  /** Absent for TCP traffic. */
+  readonly http?: {
+    readonly method: string;
+    readonly host?: string;
+    /** Raw request target as sent: path and query, before normalization. */
+    readonly path: string;
+    readonly headers?: Readonly<Record<string, string | readonly string[]>>;
+  };
+  /** An already-verified JWT. */
+  readonly auth?: VerifiedJwt;
+}
+
+export interface VerifiedJwt {
+  /** `iss/sub`. */
+  readonly principal?: string;
+  readonly audiences?: readonly string[];
+  readonly presenter?: string;
+  readonly claims?: Readonly<Record<string, unknown>>;
+}
+
+/** The attributes a decision reads, computed once per request (parsing, lower-casing, normalization). */
+export interface PreparedRequest {
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly destIp: ParsedIp | undefined;
+  readonly destPort: number | undefined;
+  readonly sourceIp: ParsedIp | undefined;
+  readonly remoteIp: ParsedIp | undefined;
+  /** `spiffe://…` of the verified peer, or undefined for plaintext. */
+  peer: string | undefined;
+  readonly sni: string | undefined;
+  readonly http: PreparedHttp | undefined;
+  auth: PreparedAuth | undefined;
+  /** Set when the proxy would reject the request as malformed (400). */
+  readonly malformed: string | undefined;
+  readonly raw: CheckRequest;
+}
+
+export interface PreparedHttp {
+  readonly method: string;
+  /** Host as sent, lower-cased (hosts match case-insensitively). */
+  readonly host: string | undefined;
+  /** Normalized path without the query. */
+  readonly path: string;
+  readonly query: string;
+  /** Lower-cased header names; repeated headers joined with `,` as Envoy does. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface PreparedAuth {
+  readonly iss: string | undefined;
+  readonly sub: string | undefined;
+  readonly principal: string;
+  readonly audiences: readonly string[];
+  readonly presenter: string | undefined;
+  readonly claims: Readonly<Record<string, unknown>>;
+  /** Claims whose string values are split on spaces for matching (`scope`, `permission` and configured ones). */
+  readonly spaceDelimited: ReadonlySet<string>;
+}
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Validates the JSON shape of a check request, naming the offending field. */
+export function parseCheckRequest(value: unknown): CheckRequest {
+  const obj = (v: unknown, path: string): Record<string, unknown> => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new RequestError(path, 'must be an object');
+    return v as Record<string, unknown>;
+  };
+  const optString = (o: Record<string, unknown>, key: string, path: string): void => {
+    if (o[key] !== undefined && typeof o[key] !== 'string') throw new RequestError(`${path}.${key}`, 'must be a string');
+  };
+  const top = obj(value, 'request');
+  const known = ['destination', 'source', 'remoteIp', 'sni', 'http', 'auth'];
+  for (const k of Object.keys(top)) if (!known.includes(k)) throw new RequestError(k, `unknown field (expected one of ${known.join(', ')})`);
+  const dest = obj(top['destination'] ?? {}, 'destination');
+  optString(dest, 'namespace', 'destination');
+  optString(dest, 'ip', 'destination');
+  if (dest['labels'] !== undefined) {
+    const labels = obj(dest['labels'], 'destination.labels');
+    for (const [k, v] of Object.entries(labels)) if (typeof v !== 'string') throw new RequestError(`destination.labels.${k}`, 'must be a string');
+  }
+  const port = dest['port'];
+  if (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)) {
+    throw new RequestError('destination.port', 'must be an integer from 0 to 65535');
+  }
+  if (top['source'] !== undefined) {
+    const src = obj(top['source'], 'source');
+    optString(src, 'principal', 'source');
+    optString(src, 'ip', 'source');
+    if (typeof src['principal'] === 'string' && src['principal'].startsWith('spiffe://')) {
+      throw new RequestError('source.principal', 'write the principal without "spiffe://", as policies do');
+    }
+  }
+  optString(top, 'remoteIp', 'request');
+  optString(top, 'sni', 'request');
+  for (const [k, path] of [['ip', 'destination.ip']] as const) {
+    const v = dest[k];
+    if (typeof v === 'string' && parseIp(v) === undefined) throw new RequestError(path, `"${v}" is not an IP address`);
+  }
+  const src = top['source'] as Record<string, unknown> | undefined;
+  if (typeof src?.['ip'] === 'string' && parseIp(src['ip']) === undefined) throw new RequestError('source.ip', `"${src['ip']}" is not an IP address`);
+  if (typeof top['remoteIp'] === 'string' && parseIp(top['remoteIp']) === undefined) throw new RequestError('remoteIp', `"${top['remoteIp']}" is not an IP address`);
+  if (top['http'] !== undefined) {
+    const http = obj(top['http'], 'http');
+    if (typeof http['method'] !== 'string' || http['method'] === '') throw new RequestError('http.method', 'is required');
+    if (typeof http['path'] !== 'string' || http['path'] === '') throw new RequestError('http.path', 'is required (the raw request target, e.g. "/ip?x=1")');
+    optString(http, 'host', 'http');
+    if (http['headers'] !== undefined) {
+      const headers = obj(http['headers'], 'http.headers');
+      for (const [k, v] of Object.entries(headers)) {
+        const ok = typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
+        if (!ok) throw new RequestError(`http.headers.${k}`, 'must be a string or a list of strings');
+      }
+    }
+  }
+  if (top['auth'] !== undefined) {
+    const auth = obj(top['auth'], 'auth');
+    optString(auth, 'principal', 'auth');
+    optString(auth, 'presenter', 'auth');
+    const aud = auth['audiences'];
+    if (aud !== undefined && !(Array.isArray(aud) && aud.every((x) => typeof x === 'string'))) {
+      throw new RequestError('auth.audiences', 'must be a list of strings');
+    }
+    if (auth['claims'] !== undefined) obj(auth['claims'], 'auth.claims');
+    if (auth['principal'] === undefined && auth['claims'] === undefined) {
+      throw new RequestError('auth', 'needs a principal ("iss/sub") or claims with iss and sub');
+    }
+  }
+  return top as unknown as CheckRequest;
+}
+
+/** Computes every attribute once so that deciding is lookups and comparisons only. */
+export function prepareRequest(req: CheckRequest, normalization: PathNormalization): PreparedRequest {
+  const sourceIp = req.source?.ip === undefined ? undefined : parseIp(req.source.ip);
+  const remoteIp = req.remoteIp === undefined ? sourceIp : parseIp(req.remoteIp);
+  let malformed: string | undefined;
+  let http: PreparedHttp | undefined;
+  if (req.http !== undefined) {
+    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (const [name, value] of Object.entries(req.http.headers ?? {})) {
+      if (!HEADER_NAME.test(name)) malformed ??= `invalid header name ${JSON.stringify(name)}`;
+      const lower = name.toLowerCase();
+      const joined = typeof value === 'string' ? value : value.join(',');
+      headers[lower] = headers[lower] === undefined ? joined : `${headers[lower]},${joined}`;
+    }
+    const method = req.http.method;
+    // Envoy's codec rejects methods that are not upper-case tokens (the HTTP/1 parser is case-sensitive).
+    if (!/^[A-Z]+$/.test(method)) malformed ??= `invalid method ${JSON.stringify(method)}`;
+    const host = req.http.host ?? headers['host'] ?? headers[':authority'];
+    if (host !== undefined) headers['host'] ??= host;
+    headers[':method'] = method;
+    const n = normalizePath(req.http.path, normalization);
+    let path = req.http.path;
+    let query = '';
+    if (n.ok) {
+      path = n.path;
+      query = n.query;
+    } else {
+      malformed ??= n.reason;
+    }
+    headers[':path'] = path + query;
+    if (host !== undefined) headers[':authority'] = host;
+    http = { method, host: host?.toLowerCase(), path, query, headers };
+  }
+  return {
+    namespace: req.destination.namespace ?? 'default',
+    labels: req.destination.labels ?? {},
+    destIp: req.destination.ip === undefined ? undefined : parseIp(req.destination.ip),
+    destPort: req.destination.port,
+    sourceIp,
+    remoteIp,
+    peer: req.source?.principal === undefined || req.source.principal === '' ? undefined : `spiffe://${req.source.principal}`,
+    sni: req.sni,
+    http,
+    auth: undefined,
+    malformed,
+    raw: req,
+  };
+}
+
+/** Builds the request.auth.* attributes from a verified token; iss/sub come from the claims, else from the principal. */
+export function prepareAuth(jwt: VerifiedJwt, spaceDelimited: ReadonlySet<string>): PreparedAuth {
+  const claims = jwt.claims ?? {};
+  let iss = typeof claims['iss'] === 'string' ? claims['iss'] : undefined;
+  let sub = typeof claims['sub'] === 'string' ? claims['sub'] : undefined;
+  if ((iss === undefined || sub === undefined) && jwt.principal !== undefined) {
+    const i = jwt.principal.lastIndexOf('/');
+    if (i >= 0) {
+      iss ??= jwt.principal.slice(0, i);
+      sub ??= jwt.principal.slice(i + 1);
+    }
+  }
+  const aud = claims['aud'];
+  const audiences = jwt.audiences ?? (typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : []);
+  const azp = claims['azp'];
+  return {
+    iss,
+    sub,
+    principal: jwt.principal ?? `${iss ?? ''}/${sub ?? ''}`,
+    audiences,
+    presenter: jwt.presenter ?? (typeof azp === 'string' ? azp : undefined),
+    claims: { ...claims, ...(iss === undefined ? {} : { iss }), ...(sub === undefined ? {} : { sub }), aud: audiences, ...(azp === undefined && jwt.presenter !== undefined ? { azp: jwt.presenter } : {}) },
+    spaceDelimited,
+  };
+}

@@ -1,0 +1,112 @@
+import type { PathNormalization } from '../match/path-normalize.ts';
+import type { Diagnostic } from './diagnostic.ts';
+import { decodeEnum, decodeList, decodeString, decodeStringList, isPlainObject } from './decode.ts';
+import { Reporter } from './report.ts';
+import { parseDocuments } from './yaml-source.ts';
+
+/** An entry of MeshConfig `extensionProviders`; only what authorization needs is interpreted. */
+export interface ExtensionProvider {
+  readonly name: string;
+  /** The provider's type key as written, e.g. `envoyExtAuthzHttp`. */
+  readonly type: string;
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+/** The MeshConfig settings the security plane reads, with Istio's defaults. */
+export interface MeshSettings {
+  readonly rootNamespace: string;
+  readonly trustDomain: string;
+  readonly trustDomainAliases: readonly string[];
+  readonly pathNormalization: PathNormalization;
+  readonly extensionProviders: readonly ExtensionProvider[];
+}
+
+export const DEFAULT_MESH: MeshSettings = Object.freeze({
+  rootNamespace: 'istio-system',
+  trustDomain: 'cluster.local',
+  trustDomainAliases: Object.freeze([]) as readonly string[],
+  pathNormalization: 'BASE',
+  extensionProviders: Object.freeze([]) as readonly ExtensionProvider[],
+});
+
+const NORMALIZATIONS = ['DEFAULT', 'NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'] as const;
+
+/**
+ * Reads MeshConfig YAML (Istio's own field names), either bare or as the `mesh` key of the `istio` ConfigMap.
+ * Fields Rampart does not use are accepted and ignored, so a full mesh config can be brought unchanged.
+ */
+export function parseMeshConfig(text: string, file: string): { mesh: MeshSettings; diagnostics: Diagnostic[] } {
+  const parsed = parseDocuments(text, file);
+  const diagnostics = [...parsed.diagnostics];
+  const doc = parsed.documents[0];
+  if (doc === undefined) return { mesh: DEFAULT_MESH, diagnostics };
+  let value = doc.value;
+  let inner = doc;
+  if (isPlainObject(value) && value['kind'] === 'ConfigMap') {
+    const data = value['data'];
+    const meshText = isPlainObject(data) ? data['mesh'] : undefined;
+    if (typeof meshText !== 'string') {
+      const r = new Reporter(doc);
+      r.error(['data', 'mesh'], 'ERR_MESH_CONFIGMAP', 'a mesh ConfigMap must carry the MeshConfig as text under data.mesh');
+      return { mesh: DEFAULT_MESH, diagnostics: [...diagnostics, ...r.diagnostics] };
+    }
+    const sub = parseDocuments(meshText, `${file} (data.mesh)`);
+    diagnostics.push(...sub.diagnostics);
+    if (sub.documents[0] === undefined) return { mesh: DEFAULT_MESH, diagnostics };
+    inner = sub.documents[0];
+    value = inner.value;
+  }
+  const r = new Reporter(inner);
+  const mesh = decodeMesh(r, value);
+  return { mesh, diagnostics: [...diagnostics, ...r.diagnostics] };
+}
+
+function decodeMesh(r: Reporter, value: unknown): MeshSettings {
+  if (value === null || value === undefined) return DEFAULT_MESH;
+  if (!isPlainObject(value)) {
+    r.error([], 'ERR_FIELD_TYPE', 'MeshConfig must be a mapping');
+    return DEFAULT_MESH;
+  }
+  const rootNamespace = decodeString(r, value['rootNamespace'], ['rootNamespace']) || DEFAULT_MESH.rootNamespace;
+  const trustDomain = decodeString(r, value['trustDomain'], ['trustDomain']) || DEFAULT_MESH.trustDomain;
+  const trustDomainAliases = decodeStringList(r, value['trustDomainAliases'], ['trustDomainAliases']) ?? [];
+  let pathNormalization: PathNormalization = DEFAULT_MESH.pathNormalization;
+  const pn = value['pathNormalization'];
+  if (pn !== undefined && pn !== null) {
+    if (!isPlainObject(pn)) r.error(['pathNormalization'], 'ERR_FIELD_TYPE', 'must be a mapping with a normalization field');
+    else {
+      const n = decodeEnum(r, pn['normalization'], ['pathNormalization', 'normalization'], NORMALIZATIONS);
+      // Istio treats DEFAULT as BASE (pilot/pkg/networking/core/listener_builder.go).
+      if (n !== undefined) pathNormalization = n === 'DEFAULT' ? 'BASE' : n;
+    }
+  }
+  const extensionProviders: ExtensionProvider[] = [];
+  const providers = decodeList(r, value['extensionProviders'], ['extensionProviders']) ?? [];
+  providers.forEach((p, i) => {
+    if (!isPlainObject(p)) {
+      r.error(['extensionProviders', i], 'ERR_FIELD_TYPE', 'must be a mapping');
+      return;
+    }
+    const name = decodeString(r, p['name'], ['extensionProviders', i, 'name']);
+    if (name === undefined || name === '') {
+      r.error(['extensionProviders', i, 'name'], 'ERR_PROVIDER_NAME', 'an extension provider needs a name');
+      return;
+    }
+    const types = Object.keys(p).filter((k) => k !== 'name');
+    if (types.length !== 1) {
+      r.error(['extensionProviders', i], 'ERR_PROVIDER_TYPE', `provider "${name}" must set exactly one provider type (e.g. envoyExtAuthzHttp)`);
+      return;
+    }
+    if (extensionProviders.some((e) => e.name === name)) {
+      r.error(['extensionProviders', i, 'name'], 'ERR_PROVIDER_DUPLICATE', `extension provider "${name}" is defined twice`);
+      return;
+    }
+    const type = types[0]!;
+    const config = p[type];
+    extensionProviders.push({ name, type, config: isPlainObject(config) ? config : {} });
+  });
+  for (const alias of trustDomainAliases) {
+    if (alias === '') r.error(['trustDomainAliases'], 'ERR_TRUST_DOMAIN', 'a trust domain alias must not be empty');
+  }
+  return Object.freeze({ rootNamespace, trustDomain, trustDomainAliases, pathNormalization, extensionProviders });
+}
