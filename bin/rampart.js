@@ -1,7 +1,3 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
-
-main(process.argv).catch((err) => {
-  process.stderr.write(`rampart: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(2);
-});
+// Runs the compiled CLI (npm ci builds dist/ through the prepare script).
+import '../dist/cli/bin.js';
