@@ -98,30 +98,25 @@ function decodeResource(
   if (meta === undefined) return undefined;
   r.resource = `${kind} ${meta.namespace}/${meta.name}`;
   const source = { file: doc.file, line: r.lineOf([]), order };
-  const ruleLines = (key: string): number[] => {
-    const spec = value['spec'];
-    const list = isPlainObject(spec) && Array.isArray(spec[key]) ? (spec[key] as unknown[]) : [];
-    return list.map((_, i) => r.lineOf(['spec', key, i]));
-  };
-  void base;
+  const lineOf = (path: readonly PathSegment[]): number => doc.lineOf([...base, ...path]);
   let res: SecurityResource;
   switch (kind) {
     case 'AuthorizationPolicy': {
       const spec = decodeAuthorizationPolicy(r, value['spec']);
       if (r.errorCount === 0) validateAuthorizationPolicy(spec, meta, r, ctx);
-      res = { kind, apiVersion, meta, spec, source, ruleLines: ruleLines('rules') };
+      res = { kind, apiVersion, meta, spec, source, lineOf };
       break;
     }
     case 'PeerAuthentication': {
       const spec = decodePeerAuthentication(r, value['spec']);
       if (r.errorCount === 0) validatePeerAuthentication(spec, meta, r, ctx);
-      res = { kind, apiVersion, meta, spec, source, ruleLines: [] };
+      res = { kind, apiVersion, meta, spec, source, lineOf };
       break;
     }
     default: {
       const spec = decodeRequestAuthentication(r, value['spec']);
       if (r.errorCount === 0) validateRequestAuthentication(spec, meta, r, ctx);
-      res = { kind: 'RequestAuthentication', apiVersion, meta, spec, source, ruleLines: ruleLines('jwtRules') };
+      res = { kind: 'RequestAuthentication', apiVersion, meta, spec, source, lineOf };
       break;
     }
   }

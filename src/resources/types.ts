@@ -31,8 +31,8 @@ export interface Resource<K extends Kind, S> {
   readonly meta: ResourceMeta;
   readonly spec: S;
   readonly source: SourceRef;
-  /** Line of a field inside this resource, e.g. `ruleLines[2]` for `spec.rules[2]`. */
-  readonly ruleLines: readonly number[];
+  /** Line of a field inside this resource, e.g. `['spec', 'rules', 2]`; computed on demand. */
+  lineOf(path: readonly (string | number)[]): number;
 }
 
 export interface WorkloadSelector {

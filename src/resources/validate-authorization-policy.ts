@@ -120,7 +120,7 @@ function validateRule(r: Reporter, rule: Rule | null, path: Path, action: Author
     r.warn(
       path,
       'WARN_AUTHZ_DENY_ALL_TCP',
-      'this DENY rule only uses HTTP attributes, which do not exist on plain TCP connections; there they are dropped and the rule denies all TCP traffic to the selected workloads; add ports (or TCP-level sources) to limit it',
+      'this DENY rule matches on HTTP attributes that plain TCP connections do not have; on TCP they are dropped and the rule denies all TCP traffic to the selected workloads; add ports to limit it',
     );
   }
 }

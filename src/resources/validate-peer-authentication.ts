@@ -35,7 +35,7 @@ export function validatePeerAuthentication(spec: PeerAuthenticationSpec, meta: R
     r.warn(
       ['spec', 'selector'],
       'WARN_PEER_AUTHN_ROOT_SELECTOR_IGNORED',
-      `PeerAuthentication with a selector in the root namespace "${ctx.rootNamespace}" is ignored by Istio; move it to the workload's namespace, or drop the selector to make it mesh-wide`,
+      `a PeerAuthentication with a selector in the root namespace "${ctx.rootNamespace}" is ignored by Istio; move it to the workload's namespace, or drop the selector to make it mesh-wide`,
     );
   }
 }
