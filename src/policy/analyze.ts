@@ -35,7 +35,7 @@ export function analyze(resources: readonly SecurityResource[], mesh: MeshSettin
     const rules = r.spec.rules ?? [];
     rules.forEach((rule, i) => {
       if (rule === null) return;
-      const line = r.ruleLines[i];
+      const line = r.lineOf(['spec', 'rules', i]);
       if (usesRequestAuth(rule)) {
         const covered = workloads === undefined
           ? requestAuthns.some((ra) => ra.meta.namespace === root || ra.meta.namespace === r.meta.namespace)
@@ -51,7 +51,7 @@ export function analyze(resources: readonly SecurityResource[], mesh: MeshSettin
         if (rule === null) return;
         const shadow = shadowingDeny(r, rule, resources, root);
         if (shadow !== undefined) {
-          warn(r, 'WARN_ALLOW_SHADOWED', `ALLOW rule ${i} is shadowed by DENY ${shadow}: every request it allows is denied first`, `spec.rules[${i}]`, r.ruleLines[i]);
+          warn(r, 'WARN_ALLOW_SHADOWED', `ALLOW rule ${i} is shadowed by DENY ${shadow}: every request it allows is denied first`, `spec.rules[${i}]`, r.lineOf(['spec', 'rules', i]));
         }
       });
     }

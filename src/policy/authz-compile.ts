@@ -21,7 +21,6 @@ export interface FieldMatcher {
 
 export interface CompiledRule {
   readonly index: number;
-  readonly line: number | undefined;
   /** Undefined when the rule has no `from`; each entry is an AND of fields, entries are ORed. */
   readonly from: readonly (readonly FieldMatcher[])[] | undefined;
   readonly to: readonly (readonly FieldMatcher[])[] | undefined;
@@ -51,6 +50,8 @@ export interface CompiledPolicy {
   readonly skipped: readonly SkippedRule[];
   /** True when the policy has no rules at all (ALLOW: allow-nothing). */
   readonly empty: boolean;
+  /** Line of a rule in its file (for explanations; computed on demand). */
+  ruleLine(index: number): number;
 }
 
 const SOURCE_ORDER = [
@@ -79,7 +80,7 @@ export function compilePolicy(policy: AuthorizationPolicy, forTcp: boolean, env:
       return;
     }
     try {
-      rules.push(compileRule(rule, index, policy.ruleLines[index], action, forTcp, fullEnv));
+      rules.push(compileRule(rule, index, action, forTcp, fullEnv));
     } catch (e) {
       if (!(e instanceof CompileFailure)) throw e;
       skipped.push({ index, reason: e.message });
@@ -106,6 +107,7 @@ export function compilePolicy(policy: AuthorizationPolicy, forTcp: boolean, env:
     rules,
     skipped,
     empty: specRules.length === 0,
+    ruleLine: (i) => policy.lineOf(['spec', 'rules', i]),
   };
 }
 
@@ -114,7 +116,6 @@ type SpecRule = NonNullable<NonNullable<AuthorizationPolicy['spec']['rules']>[nu
 function compileRule(
   rule: SpecRule,
   index: number,
-  line: number | undefined,
   action: AuthorizationAction,
   forTcp: boolean,
   env: CompileEnv,
@@ -159,7 +160,7 @@ function compileRule(
       if (m !== undefined) when.push(m);
     }
   });
-  return { index, line, from, to, when, match: matcherFor(from, to, when), removed };
+  return { index, from, to, when, match: matcherFor(from, to, when), removed };
 }
 
 /**

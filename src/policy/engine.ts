@@ -338,7 +338,7 @@ export class WorkloadPolicy {
     return policies.map((p) => {
       const rules: RuleTrace[] = p.rules.map((rule) => {
         const matched = rule.match(r);
-        return { rule: rule.index, line: rule.line ?? null, matched, mismatches: matched ? EMPTY : explainMismatch(rule, r), removed: rule.removed };
+        return { rule: rule.index, line: p.ruleLine(rule.index), matched, mismatches: matched ? EMPTY : explainMismatch(rule, r), removed: rule.removed };
       });
       const notes: string[] = [];
       if (p.empty) notes.push(p.action === 'ALLOW' ? 'no rules: allow-nothing (matches no request)' : 'no rules: matches no request');
