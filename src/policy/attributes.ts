@@ -1,5 +1,5 @@
 import { compileIpSet, parseCidr, type ParsedIp } from '../match/cidr.ts';
-import { compilePathTemplate, isPathTemplate } from '../match/path-template.ts';
+import { compilePathTemplate, isPathTemplate, validatePathTemplate } from '../match/path-template.ts';
 import type { PreparedAuth, PreparedRequest } from './request.ts';
 import { compileStringMatch, compileStringSet, type StringTest } from './string-match.ts';
 import type { TrustDomainBundle } from './trust-domain.ts';
@@ -259,6 +259,10 @@ export function attribute(key: string, env: CompileEnv): AttributeSpec {
       return {
         attribute: ':path', httpOnly: true, actual: (r) => quote(r.http?.path),
         compileValue: (v) => {
+          if (isPathTemplate(v)) {
+            const why = validatePathTemplate(v);
+            if (why !== undefined) throw new CompileFailure(`"${v}" is not a valid path template: ${why}`);
+          }
           const t = isPathTemplate(v) ? compilePathTemplate(v) : compileStringMatch(v);
           return (r) => r.http !== undefined && t(r.http.path);
         },

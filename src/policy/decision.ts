@@ -48,8 +48,8 @@ export interface DryRunResult {
 
 export interface Decision {
   readonly decision: 'ALLOW' | 'DENY';
-  /** What the client sees: 200, 400 (malformed), 401/403 (JWT), 403 (RBAC), or null when the connection is refused. */
-  readonly status: 200 | 400 | 401 | 403 | null;
+  /** What the client sees: 200, 400/404 (malformed), 401/403 (JWT), 403 (RBAC), or null when the connection is refused. */
+  readonly status: 200 | 400 | 401 | 403 | 404 | null;
   readonly connection?: 'refused' | 'reset';
   readonly reason: string;
   /** `namespace/name` of the deciding policy, if a policy decided. */

@@ -169,8 +169,8 @@ export class WorkloadPolicy {
       });
     }
     if (r.malformed !== undefined) {
-      trace?.push({ step: 'request', message: `rejected as malformed: ${r.malformed}` });
-      return this.result(trace, mode, { decision: 'DENY', status: 400, decidedBy: 'request', reason: `malformed request: ${r.malformed}` });
+      trace?.push({ step: 'request', message: `rejected before authorization (${r.malformed.status}): ${r.malformed.reason}` });
+      return this.result(trace, mode, { decision: 'DENY', status: r.malformed.status, decidedBy: 'request', reason: `malformed request: ${r.malformed.reason}` });
     }
     if (r.http !== undefined && trace !== undefined) {
       const raw = r.raw.http?.path ?? '';

@@ -1,6 +1,6 @@
 import { RequestError } from '../errors.ts';
 import { parseIp, type ParsedIp } from '../match/cidr.ts';
-import { normalizePath, type PathNormalization } from '../match/path-normalize.ts';
+import { normalizePath, rejectionStatus, type PathNormalization } from '../match/path-normalize.ts';
 
 /**
  * One request as seen by the destination's sidecar: the JSON form read by `rampart check` and the shape the proxy
@@ -54,8 +54,8 @@ export interface PreparedRequest {
   readonly sni: string | undefined;
   readonly http: PreparedHttp | undefined;
   auth: PreparedAuth | undefined;
-  /** Set when the proxy would reject the request as malformed (400). */
-  readonly malformed: string | undefined;
+  /** Set when the proxy would reject the request before any policy (400, or 404 for a target that is no path). */
+  readonly malformed: { readonly reason: string; readonly status: 400 | 404 } | undefined;
   readonly raw: CheckRequest;
 }
 
@@ -156,19 +156,19 @@ export function parseCheckRequest(value: unknown): CheckRequest {
 export function prepareRequest(req: CheckRequest, normalization: PathNormalization): PreparedRequest {
   const sourceIp = req.source?.ip === undefined ? undefined : parseIp(req.source.ip);
   const remoteIp = req.remoteIp === undefined ? sourceIp : parseIp(req.remoteIp);
-  let malformed: string | undefined;
+  let malformed: { reason: string; status: 400 | 404 } | undefined;
   let http: PreparedHttp | undefined;
   if (req.http !== undefined) {
     const headers: Record<string, string> = Object.create(null) as Record<string, string>;
     for (const [name, value] of Object.entries(req.http.headers ?? {})) {
-      if (!HEADER_NAME.test(name)) malformed ??= `invalid header name ${JSON.stringify(name)}`;
+      if (!HEADER_NAME.test(name)) malformed ??= { reason: `invalid header name ${JSON.stringify(name)}`, status: 400 };
       const lower = name.toLowerCase();
       const joined = typeof value === 'string' ? value : value.join(',');
       headers[lower] = headers[lower] === undefined ? joined : `${headers[lower]},${joined}`;
     }
     const method = req.http.method;
     // Envoy's codec rejects methods that are not upper-case tokens (the HTTP/1 parser is case-sensitive).
-    if (!/^[A-Z]+$/.test(method)) malformed ??= `invalid method ${JSON.stringify(method)}`;
+    if (!/^[A-Z]+$/.test(method)) malformed ??= { reason: `invalid method ${JSON.stringify(method)}`, status: 400 };
     const host = req.http.host ?? headers['host'] ?? headers[':authority'];
     if (host !== undefined) headers['host'] ??= host;
     headers[':method'] = method;
@@ -179,7 +179,7 @@ export function prepareRequest(req: CheckRequest, normalization: PathNormalizati
       path = n.path;
       query = n.query;
     } else {
-      malformed ??= n.reason;
+      malformed ??= { reason: n.reason, status: rejectionStatus(n) };
     }
     headers[':path'] = path + query;
     if (host !== undefined) headers[':authority'] = host;
