@@ -39,15 +39,16 @@ export function findTokenLocations(rule: JwtRule, r: PreparedRequest): string[] 
   const params = new URLSearchParams(h.query.startsWith('?') ? h.query.slice(1) : h.query);
   if (!custom) {
     const auth = h.headers['authorization'];
-    if (auth !== undefined && /^Bearer /.test(auth) && auth.length > 7) found.push('header authorization (Bearer)');
+    // Envoy looks for the prefix anywhere in the value (jwt_authn extractor.cc ExtractorImpl::extract).
+    if (auth !== undefined && hasTokenAfter(auth, 'Bearer ')) found.push('header authorization (Bearer)');
     if (params.has('access_token')) found.push('query parameter access_token');
     return found;
   }
   for (const fh of rule.fromHeaders ?? []) {
     const v = h.headers[fh.name.toLowerCase()];
     if (v === undefined) continue;
-    // A header lacking the configured prefix yields no token, as Envoy's extractor does.
-    if (fh.prefix === undefined || v.startsWith(fh.prefix)) found.push(`header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`);
+    // A header lacking the configured prefix yields no token; Envoy finds the prefix anywhere in the value.
+    if (fh.prefix === undefined || fh.prefix === '' || hasTokenAfter(v, fh.prefix)) found.push(`header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`);
   }
   for (const p of rule.fromParams ?? []) if (params.has(p)) found.push(`query parameter ${p}`);
   const cookies = h.headers['cookie'];
@@ -56,6 +57,11 @@ export function findTokenLocations(rule: JwtRule, r: PreparedRequest): string[] 
     for (const c of rule.fromCookies ?? []) if (names.has(c)) found.push(`cookie ${c}`);
   }
   return found;
+}
+
+function hasTokenAfter(value: string, prefix: string): boolean {
+  const at = value.indexOf(prefix);
+  return at >= 0 && at + prefix.length < value.length;
 }
 
 function jwtIssuer(jwt: VerifiedJwt): string | undefined {
