@@ -33,6 +33,8 @@ export class PolicyEngine {
   private readonly bundle: TrustDomainBundle;
   private readonly compiled = new WeakMap<AuthorizationPolicy, CompiledPair>();
   private readonly workloads = new Map<string, WorkloadPolicy>();
+  /** The last lookup: a sidecar asks for the same workload every time, with the same labels object. */
+  private last: { namespace: string; labels: object; policy: WorkloadPolicy } | undefined;
 
   constructor(resources: readonly SecurityResource[], mesh: MeshSettings = DEFAULT_MESH) {
     this.mesh = mesh;
@@ -43,12 +45,16 @@ export class PolicyEngine {
 
   /** The compiled view for one workload, built once and cached. */
   workload(namespace: string, labels: Readonly<Record<string, string>> = {}): WorkloadPolicy {
+    const last = this.last;
+    // Only frozen label sets are remembered by identity: they cannot have changed since.
+    if (last !== undefined && last.labels === labels && last.namespace === namespace) return last.policy;
     const key = workloadKey(namespace, labels);
     let wp = this.workloads.get(key);
     if (wp === undefined) {
       wp = this.buildWorkload({ namespace, labels });
       this.workloads.set(key, wp);
     }
+    if (Object.isFrozen(labels)) this.last = { namespace, labels, policy: wp };
     return wp;
   }
 

@@ -187,7 +187,8 @@ export function prepareRequest(req: CheckRequest, normalization: PathNormalizati
   }
   return {
     namespace: req.destination.namespace ?? 'default',
-    labels: req.destination.labels ?? {},
+    // A frozen copy: the engine may remember the last workload by the identity of this object.
+    labels: Object.freeze({ ...(req.destination.labels ?? {}) }),
     destIp: req.destination.ip === undefined ? undefined : parseIp(req.destination.ip),
     destPort: req.destination.port,
     sourceIp,
