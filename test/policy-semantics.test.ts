@@ -210,6 +210,10 @@ for (const row of rows) {
       decide: row.extAuthz === undefined ? {} : { extAuthz: row.extAuthz },
     });
     assert.equal(outcome(d), row.want, `reason: ${d.reason}`);
+    // The generated matcher (decision) and the field closures (explanation) must agree on every rule.
+    for (const step of d.trace) for (const p of step.policies ?? []) for (const rule of p.rules) {
+      assert.equal(rule.matched, rule.mismatches.length === 0, `${p.policy} rule ${rule.rule}: ${rule.mismatches.join('; ')}`);
+    }
     if (row.policy !== undefined) assert.equal(d.policy, row.policy);
     if (row.reason !== undefined) assert.match(d.reason, row.reason);
   });

@@ -1,7 +1,7 @@
-import { compileIpSet, parseCidr, type ParsedIp } from '../match/cidr.ts';
+import { compileIpSet, parseCidr, type Cidr, type ParsedIp } from '../match/cidr.ts';
 import { compilePathTemplate, isPathTemplate, validatePathTemplate } from '../match/path-template.ts';
 import type { PreparedAuth, PreparedRequest } from './request.ts';
-import { compileStringMatch, compileStringSet, type StringTest } from './string-match.ts';
+import { compileStringSet, emitStringSet, type StringMatchOptions, type StringTest } from './string-match.ts';
 import type { TrustDomainBundle } from './trust-domain.ts';
 
 /**
@@ -17,13 +17,89 @@ export interface AttributeSpec {
   readonly httpOnly: boolean;
   /** What the request carried, for explanations. */
   readonly actual: (r: PreparedRequest) => string;
-  /** Compiles one value; throws CompileFailure when the value cannot be compiled (as istiod's generators error). */
-  readonly compileValue: (value: string) => RequestTest;
   /**
-   * Some attributes compile all values together (Istio's "extended" generators); they fail or succeed as a whole.
-   * Absent means values are compiled one by one.
+   * Compiles the values of one field into one test (any value matches). Values istiod cannot compile are returned
+   * as failures, so that the caller can apply Istio's ALLOW-drops-rule / DENY-drops-value rule.
    */
-  readonly compileValues?: (values: readonly string[]) => RequestTest;
+  readonly compile: (values: readonly string[]) => CompiledValues;
+}
+
+export interface CompiledValues {
+  /** Undefined when no value could be compiled. */
+  readonly test: RequestTest | undefined;
+  /**
+   * The test as a JavaScript boolean expression over `r` (the request), `v` (a scratch variable) and `c` (the
+   * constants array it appends to); absent when the test can only be called.
+   */
+  readonly emit?: (consts: unknown[]) => string;
+  readonly kept: readonly string[];
+  readonly failures: readonly string[];
+}
+
+/** Values compiled one by one (a value may fail), then ORed. */
+function perValue(compileValue: (value: string) => RequestTest): (values: readonly string[]) => CompiledValues {
+  return (values) => {
+    const tests: RequestTest[] = [];
+    const kept: string[] = [];
+    const failures: string[] = [];
+    for (const v of values) {
+      try {
+        tests.push(compileValue(v));
+        kept.push(v);
+      } catch (e) {
+        if (!(e instanceof CompileFailure)) throw e;
+        failures.push(e.message);
+      }
+    }
+    return { test: tests.length === 0 ? undefined : orTests(tests), kept, failures };
+  };
+}
+
+/** Values that cannot fail, compiled together into one string-set test on an extracted attribute. */
+function stringSet(
+  extract: (r: PreparedRequest) => string | undefined,
+  extractSource: string,
+  opts: StringMatchOptions = {},
+): (values: readonly string[]) => CompiledValues {
+  return (values) => {
+    const t = compileStringSet(values, opts);
+    return {
+      test: (r) => t(extract(r)),
+      emit: (consts) => `((v = ${extractSource}), ${emitStringSet(values, opts, consts)})`,
+      kept: values,
+      failures: [],
+    };
+  };
+}
+
+/** IP and CIDR values: the good ones become one range set; the others are failures. */
+function ipSet(get: (r: PreparedRequest) => ParsedIp | undefined, getSource: string): (values: readonly string[]) => CompiledValues {
+  return (values) => {
+    const cidrs: Cidr[] = [];
+    const kept: string[] = [];
+    const failures: string[] = [];
+    for (const v of values) {
+      const c = parseCidr(v);
+      if (c === undefined) failures.push(`"${v}" is not an IP address or CIDR range`);
+      else {
+        cidrs.push(c);
+        kept.push(v);
+      }
+    }
+    if (cidrs.length === 0) return { test: undefined, kept, failures };
+    const set = compileIpSet(cidrs);
+    return {
+      test: (r) => {
+        const ip = get(r);
+        return ip !== undefined && set.contains(ip);
+      },
+      emit: (consts) => {
+        consts.push(set);
+        return `(${getSource} !== undefined && c[${consts.length - 1}].contains(${getSource}))`;
+      },
+      kept, failures,
+    };
+  };
 }
 
 export class CompileFailure extends Error {}
@@ -41,16 +117,6 @@ const peerText = (r: PreparedRequest): string =>
 const ipText = (ip: ParsedIp | undefined): string => (ip === undefined ? NONE : ip.text);
 const noJwt = '(no verified JWT)';
 
-function ipTest(value: string, get: (r: PreparedRequest) => ParsedIp | undefined): RequestTest {
-  const cidr = parseCidr(value);
-  if (cidr === undefined) throw new CompileFailure(`"${value}" is not an IP address or CIDR range`);
-  const set = compileIpSet([cidr]);
-  return (r) => {
-    const ip = get(r);
-    return ip !== undefined && set.contains(ip);
-  };
-}
-
 function portTest(value: string): RequestTest {
   if (!/^[0-9]+$/.test(value) || Number(value) > 65535) throw new CompileFailure(`"${value}" is not a port number`);
   const port = Number(value);
@@ -61,13 +127,34 @@ function escapeRegex(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function namespaceTest(value: string): RequestTest {
-  if (!value.includes('*')) {
-    const needle = `/ns/${value}/`;
-    return (r) => r.peer !== undefined && r.peer.includes(needle);
-  }
-  const re = new RegExp(`^.*/ns/${value.split('*').map(escapeRegex).join('.*')}/.*$`, 's');
-  return (r) => r.peer !== undefined && re.test(r.peer);
+/**
+ * istiod matches namespaces with the regex ".*" + "/ns/<v>/" + ".*" (a star in the value becoming ".*"). With
+ * dotAll, such a regex matches exactly when the middle part occurs somewhere, so exact values are a substring test
+ * and wildcard values an unanchored search.
+ */
+function namespaceSet(values: readonly string[]): CompiledValues {
+  const needles = values.filter((v) => !v.includes('*')).map((v) => `/ns/${v}/`);
+  const wild = values.filter((v) => v.includes('*')).map((v) => new RegExp(`/ns/${v.split('*').map(escapeRegex).join('.*')}/`, 's'));
+  const test: RequestTest = (r) => {
+    const p = r.peer;
+    if (p === undefined) return false;
+    for (const n of needles) if (p.includes(n)) return true;
+    for (const re of wild) if (re.test(p)) return true;
+    return false;
+  };
+  return {
+    test,
+    emit: (consts) => {
+      const parts = needles.map((n) => `v.includes(${JSON.stringify(n)})`);
+      for (const re of wild) {
+        consts.push(re);
+        parts.push(`c[${consts.length - 1}].test(v)`);
+      }
+      return `((v = r.peer), (v !== undefined && (${parts.join(' || ')})))`;
+    },
+    kept: values,
+    failures: [],
+  };
 }
 
 function serviceAccountTest(value: string, env: CompileEnv): RequestTest {
@@ -201,39 +288,32 @@ export function attribute(key: string, env: CompileEnv): AttributeSpec {
     case 'source.principal':
       return {
         attribute: key, httpOnly: false, actual: peerText,
-        compileValue: (v) => {
-          const t = compileStringMatch(v, { prefix: v === '*' ? '' : 'spiffe://' });
-          return (r) => t(r.peer);
-        },
+        compile: stringSet((r) => r.peer, 'r.peer', { prefix: 'spiffe://' }),
       };
     case 'source.namespace':
-      return { attribute: key, httpOnly: false, actual: peerText, compileValue: namespaceTest };
+      return { attribute: key, httpOnly: false, actual: peerText, compile: namespaceSet };
     case 'source.serviceAccount':
-      return { attribute: key, httpOnly: false, actual: peerText, compileValue: (v) => serviceAccountTest(v, env) };
+      return { attribute: key, httpOnly: false, actual: peerText, compile: perValue((v) => serviceAccountTest(v, env)) };
     case 'source.trustDomain':
-      return { attribute: key, httpOnly: false, actual: peerText, compileValue: trustDomainTest };
+      return { attribute: key, httpOnly: false, actual: peerText, compile: perValue(trustDomainTest) };
     case 'source.ip':
-      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.sourceIp), compileValue: (v) => ipTest(v, (r) => r.sourceIp) };
+      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.sourceIp), compile: ipSet((r) => r.sourceIp, 'r.sourceIp') };
     case 'remote.ip':
-      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.remoteIp), compileValue: (v) => ipTest(v, (r) => r.remoteIp) };
+      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.remoteIp), compile: ipSet((r) => r.remoteIp, 'r.remoteIp') };
     case 'destination.ip':
-      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.destIp), compileValue: (v) => ipTest(v, (r) => r.destIp) };
+      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.destIp), compile: ipSet((r) => r.destIp, 'r.destIp') };
     case 'destination.port':
-      return { attribute: key, httpOnly: false, actual: (r) => (r.destPort === undefined ? NONE : String(r.destPort)), compileValue: portTest };
+      return { attribute: key, httpOnly: false, actual: (r) => (r.destPort === undefined ? NONE : String(r.destPort)), compile: perValue(portTest) };
     case 'connection.sni':
       return {
         attribute: key, httpOnly: false, actual: (r) => quote(r.sni),
-        compileValue: (v) => {
-          const t = compileStringMatch(v);
-          return (r) => t(r.sni);
-        },
+        compile: stringSet((r) => r.sni, 'r.sni'),
       };
     case 'request.auth.principal':
       return {
         attribute: key, httpOnly: true,
         actual: (r) => (r.auth === undefined ? noJwt : `iss=${quote(r.auth.iss)} sub=${quote(r.auth.sub)}`),
-        compileValue: requestPrincipalTest,
-        compileValues: (vs) => orTests(vs.map(requestPrincipalTest)),
+        compile: (vs) => ({ test: orTests(vs.map(requestPrincipalTest)), kept: vs, failures: [] }),
       };
     case 'request.auth.audiences':
       return claimAttribute(key, ['aud']);
@@ -242,29 +322,35 @@ export function attribute(key: string, env: CompileEnv): AttributeSpec {
     case 'request.host':
       return {
         attribute: ':authority', httpOnly: true, actual: (r) => quote(r.http?.host),
-        compileValue: (v) => {
-          const t = compileStringMatch(v, { ignoreCase: true, star: 'present' });
-          return (r) => r.http !== undefined && t(r.http.host);
-        },
+        compile: stringSet((r) => r.http?.host, '(r.http === undefined ? undefined : r.http.host)', { ignoreCase: true, star: 'present' }),
       };
     case 'request.method':
       return {
         attribute: ':method', httpOnly: true, actual: (r) => quote(r.http?.method),
-        compileValue: (v) => {
-          const t = compileStringMatch(v, { star: 'present' });
-          return (r) => r.http !== undefined && t(r.http.method);
-        },
+        compile: stringSet((r) => r.http?.method, '(r.http === undefined ? undefined : r.http.method)', { star: 'present' }),
       };
     case 'request.path':
       return {
         attribute: ':path', httpOnly: true, actual: (r) => quote(r.http?.path),
-        compileValue: (v) => {
-          if (isPathTemplate(v)) {
+        compile: (vs) => {
+          const plain = vs.filter((v) => !isPathTemplate(v));
+          const templates = perValue((v) => {
             const why = validatePathTemplate(v);
             if (why !== undefined) throw new CompileFailure(`"${v}" is not a valid path template: ${why}`);
+            const t = compilePathTemplate(v);
+            return (r) => r.http !== undefined && t(r.http.path);
+          })(vs.filter(isPathTemplate));
+          const tests: RequestTest[] = [];
+          if (plain.length > 0) {
+            const t = compileStringSet(plain);
+            tests.push((r) => t(r.http?.path));
           }
-          const t = isPathTemplate(v) ? compilePathTemplate(v) : compileStringMatch(v);
-          return (r) => r.http !== undefined && t(r.http.path);
+          if (templates.test !== undefined) tests.push(templates.test);
+          const test = tests.length === 0 ? undefined : orTests(tests);
+          const emit = templates.kept.length > 0 || plain.length === 0
+            ? undefined
+            : (consts: unknown[]): string => `((v = (r.http === undefined ? undefined : r.http.path)), ${emitStringSet(plain, {}, consts)})`;
+          return { test, ...(emit === undefined ? {} : { emit }), kept: [...plain, ...templates.kept], failures: templates.failures };
         },
       };
   }
@@ -274,10 +360,7 @@ export function attribute(key: string, env: CompileEnv): AttributeSpec {
     const lower = name.toLowerCase();
     return {
       attribute: key, httpOnly: true, actual: (r) => quote(r.http?.headers[lower]),
-      compileValue: (v) => {
-        const t = compileStringMatch(v, { star: 'present' });
-        return (r) => r.http !== undefined && t(r.http.headers[lower]);
-      },
+      compile: stringSet((r) => r.http?.headers[lower], `(r.http === undefined ? undefined : r.http.headers[${JSON.stringify(lower)}])`, { star: 'present' }),
     };
   }
   if (key.startsWith('request.auth.claims')) {
@@ -289,7 +372,7 @@ export function attribute(key: string, env: CompileEnv): AttributeSpec {
     // Dynamic metadata of other Envoy filters does not exist here: positive matches fail, negated ones succeed.
     return {
       attribute: key, httpOnly: false, actual: () => '(no Envoy filter metadata in Rampart)',
-      compileValue: () => () => false,
+      compile: (vs) => ({ test: () => false, kept: vs, failures: [] }),
     };
   }
   throw new CompileFailure(`unknown attribute ${key}`);
@@ -300,14 +383,12 @@ function bracketName(s: string): string | undefined {
 }
 
 function claimAttribute(key: string, path: readonly string[]): AttributeSpec {
-  const compileValues = (vs: readonly string[]): RequestTest => {
-    const t = compileStringSet(vs);
-    return (r) => r.auth !== undefined && claimMatches(r.auth, path, t);
-  };
   return {
     attribute: key, httpOnly: true, actual: (r) => claimText(r, path),
-    compileValue: (v) => compileValues([v]),
-    compileValues,
+    compile: (vs) => {
+      const t = compileStringSet(vs);
+      return { test: (r) => r.auth !== undefined && claimMatches(r.auth, path, t), kept: vs, failures: [] };
+    },
   };
 }
 

@@ -1,5 +1,5 @@
 import type { AuthorizationAction, AuthorizationPolicy, Operation, Source } from '../resources/types.ts';
-import { attribute, CompileFailure, fieldAttribute, orTests, type AttributeSpec, type CompileEnv, type RequestTest } from './attributes.ts';
+import { attribute, CompileFailure, fieldAttribute, type AttributeSpec, type CompileEnv, type RequestTest } from './attributes.ts';
 import type { PreparedRequest } from './request.ts';
 
 /**
@@ -16,6 +16,8 @@ export interface FieldMatcher {
   readonly negate: boolean;
   /** True when any value matches (before negation). */
   readonly test: RequestTest;
+  /** The same test as JavaScript source, for generated rule matchers (see generateMatcher). */
+  readonly emit: ((consts: unknown[]) => string) | undefined;
   readonly actual: (r: PreparedRequest) => string;
 }
 
@@ -28,6 +30,9 @@ export interface CompiledRule {
   readonly match: RequestTest;
   /** Conditions removed on this traffic kind (HTTP-only fields on TCP for DENY/AUDIT/CUSTOM), for explanations. */
   readonly removed: readonly string[];
+  /** Decision reasons, built once so that deciding allocates no strings. */
+  readonly allowReason: string;
+  readonly denyReason: string;
 }
 
 export interface SkippedRule {
@@ -80,7 +85,7 @@ export function compilePolicy(policy: AuthorizationPolicy, forTcp: boolean, env:
       return;
     }
     try {
-      rules.push(compileRule(rule, index, action, forTcp, fullEnv));
+      rules.push(compileRule(rule, index, `${policy.meta.namespace}/${policy.meta.name}`, action, forTcp, fullEnv));
     } catch (e) {
       if (!(e instanceof CompileFailure)) throw e;
       skipped.push({ index, reason: e.message });
@@ -116,6 +121,7 @@ type SpecRule = NonNullable<NonNullable<AuthorizationPolicy['spec']['rules']>[nu
 function compileRule(
   rule: SpecRule,
   index: number,
+  policyId: string,
   action: AuthorizationAction,
   forTcp: boolean,
   env: CompileEnv,
@@ -124,7 +130,7 @@ function compileRule(
   const build = (path: string, attr: AttributeSpec, values: readonly string[], negate: boolean): FieldMatcher | undefined => {
     const result = compileValues(path, attr, values, action, forTcp, env, removed);
     if (result === undefined) return undefined;
-    return { path, attribute: attr.attribute, values: result.values, negate, test: result.test, actual: attr.actual };
+    return { path, attribute: attr.attribute, values: result.values, negate, test: result.test, emit: result.emit, actual: attr.actual };
   };
   const from = rule.from?.map((entry, i) => {
     const fields: FieldMatcher[] = [];
@@ -160,7 +166,19 @@ function compileRule(
       if (m !== undefined) when.push(m);
     }
   });
-  return { index, from, to, when, match: matcherFor(from, to, when), removed };
+  const compiled: { -readonly [K in keyof CompiledRule]: CompiledRule[K] } = {
+    index, from, to, when, removed,
+    allowReason: `allowed by ALLOW policy ${policyId} rule ${index}`,
+    denyReason: `denied by DENY policy ${policyId} rule ${index}`,
+    // The closure tree works from the start; a generated function replaces it on first use, so policies that are
+    // loaded but never asked about cost no code generation.
+    match: (r) => {
+      const generated = generateMatcher(from, to, when);
+      compiled.match = generated;
+      return generated(r);
+    },
+  };
+  return compiled;
 }
 
 /**
@@ -176,7 +194,7 @@ function compileValues(
   forTcp: boolean,
   env: CompileEnv,
   removed: string[],
-): { values: string[]; test: RequestTest } | undefined {
+): { values: string[]; test: RequestTest; emit: ((consts: unknown[]) => string) | undefined } | undefined {
   let values = [...rawValues];
   if (attr.attribute === 'source.principal') values = env.bundle.replaceAliases(values);
   else if (attr.attribute === 'source.trustDomain') values = env.bundle.expandDomains(values);
@@ -186,62 +204,40 @@ function compileValues(
     return undefined;
   };
   if (forTcp && attr.httpOnly) return fail(`${attr.attribute} is HTTP-only and this is TCP traffic`);
-  if (attr.compileValues !== undefined) {
-    try {
-      return { values, test: attr.compileValues(values) };
-    } catch (e) {
-      if (!(e instanceof CompileFailure)) throw e;
-      return fail(e.message);
-    }
-  }
-  const tests: RequestTest[] = [];
-  const kept: string[] = [];
-  for (const v of values) {
-    try {
-      tests.push(attr.compileValue(v));
-      kept.push(v);
-    } catch (e) {
-      if (!(e instanceof CompileFailure)) throw e;
-      fail(e.message);
-    }
-  }
-  if (tests.length === 0) return undefined;
-  return { values: kept, test: orTests(tests) };
+  const compiled = attr.compile(values);
+  for (const f of compiled.failures) fail(f);
+  if (compiled.test === undefined) return undefined;
+  return { values: [...compiled.kept], test: compiled.test, emit: compiled.emit };
 }
 
-function andFields(fields: readonly FieldMatcher[]): RequestTest {
-  if (fields.length === 0) return () => true;
-  if (fields.length === 1) {
-    const f = fields[0]!;
-    const t = f.test;
-    return f.negate ? (r) => !t(r) : t;
-  }
-  const tests = fields.map((f) => f.test);
-  const negs = fields.map((f) => f.negate);
-  const n = tests.length;
-  return (r) => {
-    for (let i = 0; i < n; i++) if (tests[i]!(r) === negs[i]) return false;
-    return true;
-  };
-}
-
-function matcherFor(
+/**
+ * One JavaScript function per rule, with every literal inlined: a tree of small closures shares its call sites
+ * across all rules, which makes them megamorphic and several times slower. Policy text only ever enters the source
+ * through JSON.stringify (see emitStringSet); anything without an emitter is called through the constants array.
+ */
+export function generateMatcher(
   from: readonly (readonly FieldMatcher[])[] | undefined,
   to: readonly (readonly FieldMatcher[])[] | undefined,
   when: readonly FieldMatcher[],
 ): RequestTest {
-  const parts: RequestTest[] = [];
-  if (from !== undefined && from.length > 0) parts.push(orTests(from.map(andFields)));
-  if (to !== undefined && to.length > 0) parts.push(orTests(to.map(andFields)));
-  if (when.length > 0) parts.push(andFields(when));
-  if (parts.length === 0) return () => true;
-  if (parts.length === 1) return parts[0]!;
-  if (parts.length === 2) {
-    const [a, b] = parts as [RequestTest, RequestTest];
-    return (r) => a(r) && b(r);
-  }
-  const [a, b, c] = parts as [RequestTest, RequestTest, RequestTest];
-  return (r) => a(r) && b(r) && c(r);
+  const consts: unknown[] = [];
+  const field = (f: FieldMatcher): string => {
+    let e: string;
+    if (f.emit !== undefined) e = f.emit(consts);
+    else {
+      consts.push(f.test);
+      e = `c[${consts.length - 1}](r)`;
+    }
+    return f.negate ? `!${e}` : e;
+  };
+  const and = (fields: readonly FieldMatcher[]): string => (fields.length === 0 ? 'true' : fields.map(field).join(' && '));
+  const parts: string[] = [];
+  if (from !== undefined && from.length > 0) parts.push(`(${from.map((f) => `(${and(f)})`).join(' || ')})`);
+  if (to !== undefined && to.length > 0) parts.push(`(${to.map((t) => `(${and(t)})`).join(' || ')})`);
+  if (when.length > 0) parts.push(`(${and(when)})`);
+  const body = `let v; return ${parts.length === 0 ? 'true' : parts.join(' && ')};`;
+  const factory = new Function('c', `'use strict'; return function match(r) { ${body} };`) as (c: unknown[]) => RequestTest;
+  return factory(consts);
 }
 
 /** Why a rule did not match: the first failing field of each alternative, as human text. */

@@ -50,7 +50,8 @@ export interface Decision {
   readonly decision: 'ALLOW' | 'DENY';
   /** What the client sees: 200, 400/404 (malformed), 401/403 (JWT), 403 (RBAC), or null when the connection is refused. */
   readonly status: 200 | 400 | 401 | 403 | 404 | null;
-  readonly connection?: 'refused' | 'reset';
+  /** Set when status is null: `refused` (plaintext to STRICT) or `reset` (TCP denied); otherwise undefined. */
+  readonly connection: 'refused' | 'reset' | undefined;
   readonly reason: string;
   /** `namespace/name` of the deciding policy, if a policy decided. */
   readonly policy: string | null;

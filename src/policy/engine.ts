@@ -243,7 +243,7 @@ export class WorkloadPolicy {
       return this.result(trace, mode, {
         decision: 'DENY', status: r.http === undefined ? null : 403, ...(r.http === undefined ? { connection: 'reset' as const } : {}),
         decidedBy: 'deny', policy: denied.policy.id, rule: denied.rule.index, ...extra, customProvider,
-        reason: `denied by DENY policy ${denied.policy.id} rule ${denied.rule.index}`,
+        reason: denied.rule.denyReason,
       });
     }
 
@@ -258,7 +258,7 @@ export class WorkloadPolicy {
     if (allowed !== undefined) {
       return this.result(trace, mode, {
         decision: 'ALLOW', status: 200, decidedBy: 'allow', policy: allowed.policy.id, rule: allowed.rule.index, ...extra, customProvider,
-        reason: `allowed by ALLOW policy ${allowed.policy.id} rule ${allowed.rule.index}`,
+        reason: allowed.rule.allowReason,
       });
     }
     return this.result(trace, mode, {
@@ -279,10 +279,12 @@ export class WorkloadPolicy {
         trace.push({ step: 'dry-run', message: `dry-run ${dr.action} policies would have ${dr.result} the request${dr.policy === null ? '' : ` (${dr.policy} rule ${dr.rule})`}` });
       }
     }
+    // One object shape for every decision (connection is always present, undefined when not applicable), so the
+    // call sites reading decisions stay monomorphic.
     return {
       decision: d.decision,
       status: d.status,
-      ...(d.connection === undefined ? {} : { connection: d.connection }),
+      connection: d.connection,
       reason: d.reason,
       policy: d.policy ?? null,
       rule: d.rule ?? null,
@@ -343,8 +345,11 @@ export class WorkloadPolicy {
   private tracePolicies(policies: readonly CompiledPolicy[], r: PreparedRequest): PolicyTrace[] {
     return policies.map((p) => {
       const rules: RuleTrace[] = p.rules.map((rule) => {
+        // The generated matcher decides; the field-by-field closures explain. Both are computed so that an
+        // explanation can never contradict the decision (tests assert matched === no mismatches).
         const matched = rule.match(r);
-        return { rule: rule.index, line: p.ruleLine(rule.index), matched, mismatches: matched ? EMPTY : explainMismatch(rule, r), removed: rule.removed };
+        const mismatches = explainMismatch(rule, r);
+        return { rule: rule.index, line: p.ruleLine(rule.index), matched, mismatches: matched && mismatches.length === 0 ? EMPTY : mismatches, removed: rule.removed };
       });
       const notes: string[] = [];
       if (p.empty) notes.push(p.action === 'ALLOW' ? 'no rules: allow-nothing (matches no request)' : 'no rules: matches no request');
