@@ -1,5 +1,6 @@
 import { DEFAULT_MESH, type MeshSettings } from '../resources/mesh-config.ts';
 import type { AuthorizationPolicy, RequestAuthentication, SecurityResource } from '../resources/types.ts';
+import type { AttributeSpec } from './attributes.ts';
 import { compilePolicy, explainMismatch, type CompiledPolicy, type CompiledRule } from './authz-compile.ts';
 import type { Decision, DryRunResult, PolicyRef, PolicyTrace, RuleTrace, TraceStep } from './decision.ts';
 import { resolveMtls, type MtlsResolution } from './peer-authn.ts';
@@ -32,6 +33,7 @@ export class PolicyEngine {
   private readonly index: ResourceIndex<SecurityResource>;
   private readonly bundle: TrustDomainBundle;
   private readonly compiled = new WeakMap<AuthorizationPolicy, CompiledPair>();
+  private readonly attributeSpecs = new Map<string, AttributeSpec>();
   private readonly workloads = new Map<string, WorkloadPolicy>();
   /** The last lookup: a sidecar asks for the same workload every time, with the same labels object. */
   private last: { namespace: string; labels: object; policy: WorkloadPolicy } | undefined;
@@ -72,7 +74,7 @@ export class PolicyEngine {
     let pair = this.compiled.get(p);
     if (pair === undefined) this.compiled.set(p, (pair = {}));
     const key = forTcp ? 'tcp' : 'http';
-    return (pair[key] ??= compilePolicy(p, forTcp, { bundle: this.bundle }));
+    return (pair[key] ??= compilePolicy(p, forTcp, { bundle: this.bundle, attributes: this.attributeSpecs }));
   }
 
   private buildWorkload(w: Workload): WorkloadPolicy {
@@ -126,7 +128,8 @@ export class WorkloadPolicy {
   readonly mtls: MtlsResolution;
   readonly jwtRules: readonly JwtRuleRef[];
   private readonly http: Layers;
-  private readonly tcp: Layers;
+  private tcpLayers: Layers | undefined;
+  private readonly buildLayers: (forTcp: boolean) => Layers;
   private readonly mesh: MeshSettings;
 
   constructor(
@@ -146,8 +149,8 @@ export class WorkloadPolicy {
       const by = (a: string): CompiledPolicy[] => authz.filter((p) => p.spec.action === a).map((p) => engine.compiledPolicy(p, forTcp));
       return { custom: layer(by('CUSTOM')), deny: layer(by('DENY')), allow: layer(by('ALLOW')), audit: layer(by('AUDIT')) };
     };
+    this.buildLayers = build;
     this.http = build(false);
-    this.tcp = build(true);
   }
 
   decide(req: PreparedRequest, opts: DecideOptions = {}): Decision {
@@ -194,7 +197,7 @@ export class WorkloadPolicy {
       if (outcome.kind === 'verified') r = { ...r, auth: cachedAuth(r, outcome.jwt, outcome.spaceDelimited) };
     }
 
-    const layers = r.http === undefined ? this.tcp : this.http;
+    const layers = r.http === undefined ? this.tcp() : this.http;
     const audit = this.auditOf(layers, r);
     const dryRun = layers.deny.dryRun.length + layers.allow.dryRun.length === 0 ? (EMPTY as readonly DryRunResult[]) : this.dryRunOf(layers, r);
     const extra = { audit, dryRun };
@@ -266,6 +269,11 @@ export class WorkloadPolicy {
       decidedBy: 'allow', ...extra, customProvider,
       reason: `no rule of the ${allow.length} ALLOW polic${allow.length === 1 ? 'y' : 'ies'} matched`,
     });
+  }
+
+  /** TCP forms are compiled on the first TCP connection: most workloads only ever see HTTP. */
+  private tcp(): Layers {
+    return (this.tcpLayers ??= this.buildLayers(true));
   }
 
   private result(

@@ -98,7 +98,9 @@ function decodeResource(
   if (meta === undefined) return undefined;
   r.resource = `${kind} ${meta.namespace}/${meta.name}`;
   const source = { file: doc.file, line: r.lineOf([]), order };
-  const lineOf = (path: readonly PathSegment[]): number => doc.lineOf([...base, ...path]);
+  // Capture only the locator, not the document: its raw value would otherwise stay alive with every resource.
+  const docLineOf = doc.lineOf;
+  const lineOf = (path: readonly PathSegment[]): number => docLineOf([...base, ...path]);
   let res: SecurityResource;
   switch (kind) {
     case 'AuthorizationPolicy': {
