@@ -22,7 +22,35 @@ export interface AttributeSpec {
    * as failures, so that the caller can apply Istio's ALLOW-drops-rule / DENY-drops-value rule.
    */
   readonly compile: (values: readonly string[]) => CompiledValues;
+  /**
+   * For attributes whose values can fail to compile: which values would compile, building nothing lasting
+   * (matchers are built on first use). Absent: every value compiles.
+   */
+  readonly check?: (values: readonly string[]) => ValueCheck;
 }
+
+export interface ValueCheck {
+  readonly kept: readonly string[];
+  readonly failures: readonly string[];
+}
+
+function checkBy(compile: (values: readonly string[]) => CompiledValues): (values: readonly string[]) => ValueCheck {
+  return (values) => {
+    const c = compile(values);
+    return { kept: c.kept, failures: c.failures };
+  };
+}
+
+function checkCidrs(values: readonly string[]): ValueCheck {
+  const kept: string[] = [];
+  const failures: string[] = [];
+  for (const v of values) {
+    if (parseCidr(v) === undefined) failures.push(`"${v}" is not an IP address or CIDR range`);
+    else kept.push(v);
+  }
+  return { kept, failures };
+}
+
 
 export interface CompiledValues {
   /** Undefined when no value could be compiled. */
@@ -323,13 +351,13 @@ function buildAttribute(key: string, env: CompileEnv): AttributeSpec {
     case 'source.trustDomain':
       return { attribute: key, httpOnly: false, actual: peerText, compile: perValue(trustDomainTest) };
     case 'source.ip':
-      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.sourceIp), compile: ipSet((r) => r.sourceIp, 'r.sourceIp') };
+      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.sourceIp), compile: ipSet((r) => r.sourceIp, 'r.sourceIp'), check: checkCidrs };
     case 'remote.ip':
-      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.remoteIp), compile: ipSet((r) => r.remoteIp, 'r.remoteIp') };
+      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.remoteIp), compile: ipSet((r) => r.remoteIp, 'r.remoteIp'), check: checkCidrs };
     case 'destination.ip':
-      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.destIp), compile: ipSet((r) => r.destIp, 'r.destIp') };
+      return { attribute: key, httpOnly: false, actual: (r) => ipText(r.destIp), compile: ipSet((r) => r.destIp, 'r.destIp'), check: checkCidrs };
     case 'destination.port':
-      return { attribute: key, httpOnly: false, actual: (r) => (r.destPort === undefined ? NONE : String(r.destPort)), compile: perValue(portTest) };
+      return { attribute: key, httpOnly: false, actual: (r) => (r.destPort === undefined ? NONE : String(r.destPort)), compile: perValue(portTest), check: checkBy(perValue(portTest)) };
     case 'connection.sni':
       return {
         attribute: key, httpOnly: false, actual: (r) => quote(r.sni),
@@ -358,6 +386,16 @@ function buildAttribute(key: string, env: CompileEnv): AttributeSpec {
     case 'request.path':
       return {
         attribute: ':path', httpOnly: true, actual: (r) => quote(r.http?.path),
+        check: (vs) => {
+          const kept: string[] = [];
+          const failures: string[] = [];
+          for (const v of vs) {
+            const why = isPathTemplate(v) ? validatePathTemplate(v) : undefined;
+            if (why === undefined) kept.push(v);
+            else failures.push(`"${v}" is not a valid path template: ${why}`);
+          }
+          return { kept, failures };
+        },
         compile: (vs) => {
           const plain = vs.filter((v) => !isPathTemplate(v));
           const templates = perValue((v) => {

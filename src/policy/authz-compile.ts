@@ -118,6 +118,90 @@ export function compilePolicy(policy: AuthorizationPolicy, forTcp: boolean, env:
 
 type SpecRule = NonNullable<NonNullable<AuthorizationPolicy['spec']['rules']>[number]>;
 
+/** A field after the eager checks: which values survive; its matcher is not built yet. */
+interface FieldPlan {
+  /** Where the field sits, rendered as text only when the matcher is built (e.g. `from[0].source.principals`). */
+  readonly where: readonly [group: 'from' | 'to' | 'when', entry: number, field: string];
+  readonly attr: AttributeSpec;
+  readonly values: readonly string[];
+  readonly negate: boolean;
+}
+
+function buildField(p: FieldPlan): FieldMatcher {
+  const c = p.attr.compile(p.values);
+  // Values that cannot compile were removed while planning, so a test always exists here.
+  const test = c.test ?? (() => false);
+  const [group, entry, field] = p.where;
+  const path = group === 'from' ? `from[${entry}].source.${field}` : group === 'to' ? `to[${entry}].operation.${field}` : `when[${entry}] ${field}`;
+  return { path, attribute: p.attr.attribute, values: p.values, negate: p.negate, test, emit: c.emit, actual: p.attr.actual };
+}
+
+interface RulePlans {
+  readonly from: readonly (readonly FieldPlan[])[] | undefined;
+  readonly to: readonly (readonly FieldPlan[])[] | undefined;
+  readonly when: readonly FieldPlan[];
+}
+
+/**
+ * A rule whose shape (which rules, fields and values survive for this traffic kind) is decided at compile time and
+ * whose matchers are built on first use: a large mesh pays only for the policies its workloads actually meet.
+ */
+class PlannedRule implements CompiledRule {
+  readonly index: number;
+  readonly removed: readonly string[];
+  private readonly policyId: string;
+  private readonly plans: RulePlans;
+  private built: Pick<CompiledRule, 'from' | 'to' | 'when'> | undefined;
+  private reasons: readonly [string, string] | undefined;
+
+  constructor(index: number, policyId: string, plans: RulePlans, removed: readonly string[]) {
+    this.index = index;
+    this.policyId = policyId;
+    this.plans = plans;
+    this.removed = removed;
+  }
+
+  private build(): Pick<CompiledRule, 'from' | 'to' | 'when'> {
+    return (this.built ??= {
+      from: this.plans.from?.map((e) => e.map(buildField)),
+      to: this.plans.to?.map((e) => e.map(buildField)),
+      when: this.plans.when.map(buildField),
+    });
+  }
+
+  get from(): CompiledRule['from'] {
+    return this.build().from;
+  }
+
+  get to(): CompiledRule['to'] {
+    return this.build().to;
+  }
+
+  get when(): CompiledRule['when'] {
+    return this.build().when;
+  }
+
+  private texts(): readonly [string, string] {
+    return (this.reasons ??= [`allowed by ALLOW policy ${this.policyId} rule ${this.index}`, `denied by DENY policy ${this.policyId} rule ${this.index}`]);
+  }
+
+  get allowReason(): string {
+    return this.texts()[0];
+  }
+
+  get denyReason(): string {
+    return this.texts()[1];
+  }
+
+  /** Replaced by the generated function on first use. */
+  match: RequestTest = (r) => {
+    const b = this.build();
+    const generated = generateMatcher(b.from, b.to, b.when);
+    this.match = generated;
+    return generated(r);
+  };
+}
+
 function compileRule(
   rule: SpecRule,
   index: number,
@@ -126,88 +210,78 @@ function compileRule(
   forTcp: boolean,
   env: CompileEnv,
 ): CompiledRule {
-  const removed: string[] = [];
-  const build = (path: string, attr: AttributeSpec, values: readonly string[], negate: boolean): FieldMatcher | undefined => {
-    const result = compileValues(path, attr, values, action, forTcp, env, removed);
-    if (result === undefined) return undefined;
-    return { path, attribute: attr.attribute, values: result.values, negate, test: result.test, emit: result.emit, actual: attr.actual };
+  let removed: string[] | undefined;
+  const plan = (where: FieldPlan['where'], attr: AttributeSpec, values: readonly string[], negate: boolean): FieldPlan | undefined => {
+    const kept = planValues(where, attr, values, action, forTcp, env, (text) => (removed ??= []).push(text));
+    return kept === undefined ? undefined : { where, attr, values: kept, negate };
   };
   const from = rule.from?.map((entry, i) => {
-    const fields: FieldMatcher[] = [];
+    const fields: FieldPlan[] = [];
     const src: Source = entry.source ?? {};
     for (const f of SOURCE_ORDER) {
       const vals = src[f];
       if (vals === undefined || vals.length === 0) continue;
-      const m = build(`from[${i}].source.${f}`, fieldAttribute(f, env), vals, f.startsWith('not'));
+      const m = plan(['from', i, f], fieldAttribute(f, env), vals, f.startsWith('not'));
       if (m !== undefined) fields.push(m);
     }
     return fields;
   });
   const to = rule.to?.map((entry, i) => {
-    const fields: FieldMatcher[] = [];
+    const fields: FieldPlan[] = [];
     const op: Operation = entry.operation ?? {};
     for (const f of OPERATION_ORDER) {
       const vals = op[f];
       if (vals === undefined || vals.length === 0) continue;
-      const m = build(`to[${i}].operation.${f}`, fieldAttribute(f, env), vals, f.startsWith('not'));
+      const m = plan(['to', i, f], fieldAttribute(f, env), vals, f.startsWith('not'));
       if (m !== undefined) fields.push(m);
     }
     return fields;
   });
-  const when: FieldMatcher[] = [];
+  const when: FieldPlan[] = [];
   (rule.when ?? []).forEach((c, i) => {
     const attr = attribute(c.key, env);
     if (c.values !== undefined && c.values.length > 0) {
-      const m = build(`when[${i}] ${c.key} values`, attr, c.values, false);
+      const m = plan(['when', i, `${c.key} values`], attr, c.values, false);
       if (m !== undefined) when.push(m);
     }
     if (c.notValues !== undefined && c.notValues.length > 0) {
-      const m = build(`when[${i}] ${c.key} notValues`, attr, c.notValues, true);
+      const m = plan(['when', i, `${c.key} notValues`], attr, c.notValues, true);
       if (m !== undefined) when.push(m);
     }
   });
-  const compiled: { -readonly [K in keyof CompiledRule]: CompiledRule[K] } = {
-    index, from, to, when, removed,
-    allowReason: `allowed by ALLOW policy ${policyId} rule ${index}`,
-    denyReason: `denied by DENY policy ${policyId} rule ${index}`,
-    // The closure tree works from the start; a generated function replaces it on first use, so policies that are
-    // loaded but never asked about cost no code generation.
-    match: (r) => {
-      const generated = generateMatcher(from, to, when);
-      compiled.match = generated;
-      return generated(r);
-    },
-  };
-  return compiled;
+  return new PlannedRule(index, policyId, { from, to, when }, removed ?? NOTHING_REMOVED);
 }
 
 /**
- * Compiles the values of one field. On a failure (an HTTP-only attribute on TCP, a value that cannot compile),
- * istiod drops the whole rule for ALLOW (a smaller allow) but only the failing values for DENY, AUDIT and CUSTOM
- * (a wider deny): model.go rule.checkError. A field left with no values is no constraint at all.
+ * Decides which values of one field survive. On a failure (an HTTP-only attribute on TCP, a value that cannot
+ * compile), istiod drops the whole rule for ALLOW (a smaller allow) but only the failing values for DENY, AUDIT and
+ * CUSTOM (a wider deny): model.go rule.checkError. A field left with no values is no constraint at all.
  */
-function compileValues(
-  path: string,
+const NOTHING_REMOVED: readonly string[] = Object.freeze([]);
+
+function planValues(
+  where: FieldPlan['where'],
   attr: AttributeSpec,
   rawValues: readonly string[],
   action: AuthorizationAction,
   forTcp: boolean,
   env: CompileEnv,
-  removed: string[],
-): { values: string[]; test: RequestTest; emit: ((consts: unknown[]) => string) | undefined } | undefined {
-  let values = [...rawValues];
+  remove: (text: string) => void,
+): readonly string[] | undefined {
+  const path = (): string => (where[0] === 'when' ? `when[${where[1]}] ${where[2]}` : `${where[0]}[${where[1]}].${where[0] === 'from' ? 'source' : 'operation'}.${where[2]}`);
+  let values: readonly string[] = rawValues;
   if (attr.attribute === 'source.principal') values = env.bundle.replaceAliases(values);
   else if (attr.attribute === 'source.trustDomain') values = env.bundle.expandDomains(values);
   const fail = (reason: string): undefined => {
-    if (action === 'ALLOW') throw new CompileFailure(`${path}: ${reason}`);
-    removed.push(`${path} (${reason})`);
+    if (action === 'ALLOW') throw new CompileFailure(`${path()}: ${reason}`);
+    remove(`${path()} (${reason})`);
     return undefined;
   };
   if (forTcp && attr.httpOnly) return fail(`${attr.attribute} is HTTP-only and this is TCP traffic`);
-  const compiled = attr.compile(values);
-  for (const f of compiled.failures) fail(f);
-  if (compiled.test === undefined) return undefined;
-  return { values: [...compiled.kept], test: compiled.test, emit: compiled.emit };
+  if (attr.check === undefined) return values;
+  const checked = attr.check(values);
+  for (const f of checked.failures) fail(f);
+  return checked.kept.length === 0 ? undefined : checked.kept;
 }
 
 /**
