@@ -274,3 +274,19 @@ test('dry-run: a value Go cannot parse is rejected by validation; a resource bui
   const d = engine.decide(engine.prepare(httpRequest({}) as never), { trace: true });
   assert.equal(outcome(d), 'DENY 403');
 });
+
+test('decisions made by a policy layer without a trace are shared, frozen objects', async () => {
+  const { PolicyEngine } = await import('../src/policy/engine.ts');
+  const { loadResources } = await import('../src/resources/load.ts');
+  const engine = new PolicyEngine(loadResources([{ file: 'a.yaml', text: ap('all', { rules: [{ to: [{ operation: { paths: ['/ip'] } }] }] }) }]).resources);
+  const a = engine.decide(engine.prepare(httpRequest({}) as never));
+  const b = engine.decide(engine.prepare(httpRequest({}) as never));
+  assert.equal(a, b);
+  assert.ok(Object.isFrozen(a));
+  const denied = engine.decide(engine.prepare(httpRequest({ path: '/other' }) as never));
+  assert.equal(outcome(denied), 'DENY 403');
+  assert.notEqual(denied, a);
+  const traced = engine.decide(engine.prepare(httpRequest({}) as never), { trace: true });
+  assert.notEqual(traced, a);
+  assert.ok(traced.trace.length > 0);
+});

@@ -131,6 +131,8 @@ export class WorkloadPolicy {
   private tcpLayers: Layers | undefined;
   private readonly buildLayers: (forTcp: boolean) => Layers;
   private readonly mesh: MeshSettings;
+  /** Shared decisions by [HTTP, TCP] and mTLS mode, keyed by reason (one per rule or default outcome). */
+  private readonly shared: [Partial<Record<string, Map<string, Decision>>>, Partial<Record<string, Map<string, Decision>>>] = [{}, {}];
 
   constructor(
     engine: PolicyEngine,
@@ -287,6 +289,26 @@ export class WorkloadPolicy {
         trace.push({ step: 'dry-run', message: `dry-run ${dr.action} policies would have ${dr.result} the request${dr.policy === null ? '' : ` (${dr.policy} rule ${dr.rule})`}` });
       }
     }
+    // Decisions made by a policy layer without trace, audit, dry-run or delegation are the same object every time:
+    // they are frozen and shared, so the hot path allocates nothing that outlives the call.
+    const shareable = trace === undefined && (d.audit === undefined || d.audit.length === 0) && (d.dryRun === undefined || d.dryRun.length === 0) && d.customProvider == null &&
+      (d.decidedBy === 'allow' || d.decidedBy === 'deny' || d.decidedBy === 'default');
+    if (shareable) {
+      const byMode = (this.shared[d.connection === undefined ? 0 : 1][mtlsMode] ??= new Map<string, Decision>());
+      const hit = byMode.get(d.reason);
+      if (hit !== undefined) return hit;
+      const made = Object.freeze(this.make(undefined, mtlsMode, d));
+      byMode.set(d.reason, made);
+      return made;
+    }
+    return this.make(trace, mtlsMode, d);
+  }
+
+  private make(
+    trace: TraceStep[] | undefined,
+    mtlsMode: Decision['mtlsMode'],
+    d: Pick<Decision, 'decision' | 'status' | 'reason' | 'decidedBy'> & Partial<Omit<Decision, 'decision' | 'status' | 'reason' | 'decidedBy'>>,
+  ): Decision {
     // One object shape for every decision (connection is always present, undefined when not applicable), so the
     // call sites reading decisions stay monomorphic.
     return {
