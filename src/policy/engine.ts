@@ -35,8 +35,8 @@ export class PolicyEngine {
   private readonly compiled = new WeakMap<AuthorizationPolicy, CompiledPair>();
   private readonly attributeSpecs = new Map<string, AttributeSpec>();
   private readonly workloads = new Map<string, WorkloadPolicy>();
-  /** The last lookup: a sidecar asks for the same workload every time, with the same labels object. */
-  private last: { namespace: string; labels: object; policy: WorkloadPolicy } | undefined;
+  /** Views by frozen label set: a sidecar asks for the same workload every time, with the same frozen labels. */
+  private readonly byFrozenLabels = new WeakMap<object, { namespace: string; policy: WorkloadPolicy }>();
 
   constructor(resources: readonly SecurityResource[], mesh: MeshSettings = DEFAULT_MESH) {
     this.mesh = mesh;
@@ -47,16 +47,16 @@ export class PolicyEngine {
 
   /** The compiled view for one workload, built once and cached. */
   workload(namespace: string, labels: Readonly<Record<string, string>> = {}): WorkloadPolicy {
-    const last = this.last;
     // Only frozen label sets are remembered by identity: they cannot have changed since.
-    if (last !== undefined && last.labels === labels && last.namespace === namespace) return last.policy;
+    const known = this.byFrozenLabels.get(labels);
+    if (known !== undefined && known.namespace === namespace) return known.policy;
     const key = workloadKey(namespace, labels);
     let wp = this.workloads.get(key);
     if (wp === undefined) {
       wp = this.buildWorkload({ namespace, labels });
       this.workloads.set(key, wp);
     }
-    if (Object.isFrozen(labels)) this.last = { namespace, labels, policy: wp };
+    if (Object.isFrozen(labels)) this.byFrozenLabels.set(labels, { namespace, policy: wp });
     return wp;
   }
 

@@ -43,14 +43,12 @@ function hasLabels(p: PeerAuthentication): boolean {
 export function resolveMtls(index: ResourceIndex<SecurityResource>, rootNamespace: string, w: Workload): MtlsResolution {
   const pick = (ns: string, workloadLevel: boolean): PeerAuthentication[] =>
     index
-      .inNamespace(ns)
-      .filter((r): r is PeerAuthentication => r.kind === 'PeerAuthentication')
+      .ofKind('PeerAuthentication', ns)
       .filter((p) => (workloadLevel ? hasLabels(p) && selectorMatches(p.spec.selector, w.labels) : !hasLabels(p)))
       .sort(oldestFirst);
   const ignoredRootSelectors = index
-    .inNamespace(rootNamespace)
-    .filter((r): r is PeerAuthentication => r.kind === 'PeerAuthentication' && hasLabels(r) && w.namespace !== rootNamespace)
-    .filter((p) => selectorMatches(p.spec.selector, w.labels))
+    .ofKind('PeerAuthentication', rootNamespace)
+    .filter((p) => hasLabels(p) && w.namespace !== rootNamespace && selectorMatches(p.spec.selector, w.labels))
     .map(id);
   const candidates: [MtlsLevel['level'], PeerAuthentication[]][] = [['mesh', pick(rootNamespace, false)]];
   if (w.namespace !== rootNamespace) candidates.push(['namespace', pick(w.namespace, false)]);

@@ -187,8 +187,9 @@ export function prepareRequest(req: CheckRequest, normalization: PathNormalizati
   }
   return {
     namespace: req.destination.namespace ?? 'default',
-    // A frozen copy: the engine may remember the last workload by the identity of this object.
-    labels: Object.freeze({ ...(req.destination.labels ?? {}) }),
+    // Frozen (the caller's object when it is frozen already, else a copy): the engine remembers workload views by
+    // the identity of frozen label sets, so a sidecar passing its own frozen labels skips the lookup key.
+    labels: frozenLabels(req.destination.labels),
     destIp: req.destination.ip === undefined ? undefined : parseIp(req.destination.ip),
     destPort: req.destination.port,
     sourceIp,
@@ -200,6 +201,13 @@ export function prepareRequest(req: CheckRequest, normalization: PathNormalizati
     malformed,
     raw: req,
   };
+}
+
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
+function frozenLabels(labels: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> {
+  if (labels === undefined) return NO_LABELS;
+  return Object.isFrozen(labels) ? labels : Object.freeze({ ...labels });
 }
 
 /** Builds the request.auth.* attributes from a verified token; iss/sub come from the claims, else from the principal. */

@@ -24,17 +24,27 @@ export function hasTargetRefs(spec: { targetRef?: unknown; targetRefs?: readonly
  */
 export class ResourceIndex<R extends SecurityResource = SecurityResource> {
   private readonly byNamespace = new Map<string, R[]>();
+  private readonly byKind = new Map<string, R[]>();
 
   constructor(resources: readonly R[]) {
     for (const r of resources) {
       let list = this.byNamespace.get(r.meta.namespace);
       if (list === undefined) this.byNamespace.set(r.meta.namespace, (list = []));
       list.push(r);
+      const key = `${r.kind}/${r.meta.namespace}`;
+      let byKind = this.byKind.get(key);
+      if (byKind === undefined) this.byKind.set(key, (byKind = []));
+      byKind.push(r);
     }
   }
 
   inNamespace(ns: string): readonly R[] {
     return this.byNamespace.get(ns) ?? [];
+  }
+
+  /** Resources of one kind in one namespace, in load order. */
+  ofKind<K extends R['kind']>(kind: K, ns: string): readonly Extract<R, { kind: K }>[] {
+    return (this.byKind.get(`${kind}/${ns}`) ?? []) as unknown as readonly Extract<R, { kind: K }>[];
   }
 
   namespaces(): IterableIterator<string> {
@@ -50,8 +60,7 @@ export class ResourceIndex<R extends SecurityResource = SecurityResource> {
 export function selectScoped<R extends SecurityResource>(index: ResourceIndex<R>, rootNamespace: string, w: Workload, kind: R['kind']): R[] {
   const out: R[] = [];
   const scan = (ns: string): void => {
-    for (const r of index.inNamespace(ns)) {
-      if (r.kind !== kind) continue;
+    for (const r of index.ofKind(kind, ns)) {
       const spec = r.spec as { selector?: WorkloadSelector; targetRef?: unknown; targetRefs?: readonly unknown[] };
       if (hasTargetRefs(spec)) continue;
       if (selectorMatches(spec.selector, w.labels)) out.push(r);
