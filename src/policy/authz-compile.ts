@@ -286,7 +286,7 @@ function planValues(
 
 /**
  * One JavaScript function per rule, with every literal inlined: a tree of small closures shares its call sites
- * across all rules, which makes them megamorphic and several times slower. Policy text only ever enters the source
+ * across all rules, which makes them megamorphic and several times slower. Policy text only enters the source
  * through JSON.stringify (see emitStringSet); anything without an emitter is called through the constants array.
  */
 export function generateMatcher(
@@ -310,9 +310,19 @@ export function generateMatcher(
   if (to !== undefined && to.length > 0) parts.push(`(${to.map((t) => `(${and(t)})`).join(' || ')})`);
   if (when.length > 0) parts.push(`(${and(when)})`);
   const body = `let v; return ${parts.length === 0 ? 'true' : parts.join(' && ')};`;
-  const factory = new Function('c', `'use strict'; return function match(r) { ${body} };`) as (c: unknown[]) => RequestTest;
+  let factory = factories.get(body);
+  if (factory === undefined) {
+    factory = new Function('c', `'use strict'; return function match(r) { ${body} };`) as (c: unknown[]) => RequestTest;
+    if (factories.size < 10_000) factories.set(body, factory);
+  }
   return factory(consts);
 }
+
+/**
+ * Generated sources already compiled: identical rules (common in generated meshes) share one factory. Holds only
+ * source text and factories, and is bounded.
+ */
+const factories = new Map<string, (c: unknown[]) => RequestTest>();
 
 /** Why a rule did not match: the first failing field of each alternative, as human text. */
 export function explainMismatch(rule: CompiledRule, r: PreparedRequest): string[] {
