@@ -30,6 +30,10 @@ export interface CompiledRule {
   readonly match: RequestTest;
   /** Conditions removed on this traffic kind (HTTP-only fields on TCP for DENY/AUDIT/CUSTOM), for explanations. */
   readonly removed: readonly string[];
+  /** `namespace/name` of the policy the rule belongs to. */
+  readonly policyId: string;
+  /** Frozen decisions made by this rule, by traffic kind and mTLS mode (filled by the engine). */
+  readonly decisionSlots: (object | undefined)[];
   /** Decision reasons, built once so that deciding allocates no strings. */
   readonly allowReason: string;
   readonly denyReason: string;
@@ -149,7 +153,8 @@ interface RulePlans {
 class PlannedRule implements CompiledRule {
   readonly index: number;
   readonly removed: readonly string[];
-  private readonly policyId: string;
+  readonly policyId: string;
+  readonly decisionSlots: (object | undefined)[] = [];
   private readonly plans: RulePlans;
   private built: Pick<CompiledRule, 'from' | 'to' | 'when'> | undefined;
   private reasons: readonly [string, string] | undefined;

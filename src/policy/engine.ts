@@ -111,6 +111,16 @@ interface Layers {
   readonly audit: Layer;
 }
 
+function firstMatchingRule(policies: readonly CompiledPolicy[], r: PreparedRequest): CompiledRule | undefined {
+  for (let i = 0; i < policies.length; i++) {
+    const rules = policies[i]!.rules;
+    for (let j = 0; j < rules.length; j++) if (rules[j]!.match(r)) return rules[j]!;
+  }
+  return undefined;
+}
+
+const MODE_INDEX = { STRICT: 0, PERMISSIVE: 1, DISABLE: 2 } as const;
+
 function firstMatch(policies: readonly CompiledPolicy[], r: PreparedRequest): { policy: CompiledPolicy; rule: CompiledRule } | undefined {
   for (let i = 0; i < policies.length; i++) {
     const p = policies[i]!;
@@ -131,8 +141,6 @@ export class WorkloadPolicy {
   private tcpLayers: Layers | undefined;
   private readonly buildLayers: (forTcp: boolean) => Layers;
   private readonly mesh: MeshSettings;
-  /** Shared decisions by [HTTP, TCP] and mTLS mode, keyed by reason (one per rule or default outcome). */
-  private readonly shared: [Partial<Record<string, Map<string, Decision>>>, Partial<Record<string, Map<string, Decision>>>] = [{}, {}];
 
   constructor(
     engine: PolicyEngine,
@@ -202,7 +210,6 @@ export class WorkloadPolicy {
     const layers = r.http === undefined ? this.tcp() : this.http;
     const audit = this.auditOf(layers, r);
     const dryRun = layers.deny.dryRun.length + layers.allow.dryRun.length === 0 ? (EMPTY as readonly DryRunResult[]) : this.dryRunOf(layers, r);
-    const extra = { audit, dryRun };
 
     // CUSTOM, then DENY, then ALLOW (pilot/pkg/security/authz/builder: filters in that order).
     let customProvider: string | null = null;
@@ -213,7 +220,7 @@ export class WorkloadPolicy {
       const providers = new Set(layers.custom.enforced.map((p) => p.provider));
       if (providers.size > 1) {
         return this.result(trace, mode, {
-          decision: 'DENY', status: 403, decidedBy: 'custom', ...extra,
+          decision: 'DENY', status: 403, decidedBy: 'custom', audit, dryRun,
           reason: `more than one CUSTOM provider applies to this workload (${[...providers].join(', ')}); Istio supports one, failing closed`,
         });
       }
@@ -223,21 +230,33 @@ export class WorkloadPolicy {
         const ref = { policy: hit.policy.id, rule: hit.rule.index };
         if (!this.mesh.extensionProviders.some((p) => p.name === name)) {
           return this.result(trace, mode, {
-            decision: 'DENY', status: 403, decidedBy: 'custom', ...ref, ...extra, customProvider,
+            decision: 'DENY', status: 403, decidedBy: 'custom', ...ref, audit, dryRun, customProvider,
             reason: `CUSTOM provider "${name}" is not defined in meshConfig.extensionProviders: denied (fail closed, as istiod does)`,
           });
         }
         if (opts.extAuthz === 'deny') {
-          return this.result(trace, mode, { decision: 'DENY', status: 403, decidedBy: 'custom', ...ref, ...extra, customProvider, reason: `denied by CUSTOM provider "${name}"` });
+          return this.result(trace, mode, { decision: 'DENY', status: 403, decidedBy: 'custom', ...ref, audit, dryRun, customProvider, reason: `denied by CUSTOM provider "${name}"` });
         }
         if (opts.extAuthz !== 'allow') {
           return this.result(trace, mode, {
-            decision: 'DENY', status: 403, decidedBy: 'custom', ...ref, ...extra, customProvider,
+            decision: 'DENY', status: 403, decidedBy: 'custom', ...ref, audit, dryRun, customProvider,
             reason: `delegated to CUSTOM provider "${name}", whose answer is not known here (pass extAuthz allow|deny); failing closed`,
           });
         }
         trace?.push({ step: 'custom', message: `provider "${name}" allowed; DENY and ALLOW policies still apply` });
       }
+    }
+
+    // The common case allocates nothing: no trace, audit, dry-run or delegation, so the outcome depends only on the
+    // deciding rule (or the default), the traffic kind and the mTLS mode, and a frozen decision is reused.
+    if (trace === undefined && audit.length === 0 && dryRun.length === 0 && customProvider === null) {
+      const slot = (r.http === undefined ? 3 : 0) + MODE_INDEX[mode];
+      const denyRule = firstMatchingRule(layers.deny.enforced, r);
+      if (denyRule !== undefined) return this.sharedDecision(denyRule.decisionSlots, slot, mode, r, 'deny', denyRule);
+      if (layers.allow.enforced.length === 0) return this.sharedDecision(this.defaultSlots, slot, mode, r, 'default', undefined);
+      const allowRule = firstMatchingRule(layers.allow.enforced, r);
+      if (allowRule !== undefined) return this.sharedDecision(allowRule.decisionSlots, slot, mode, r, 'allow', allowRule);
+      return this.sharedDecision(this.noMatchSlots, slot, mode, r, 'nomatch', undefined);
     }
 
     if (trace !== undefined && layers.deny.enforced.length + layers.deny.dryRun.length > 0) {
@@ -247,7 +266,7 @@ export class WorkloadPolicy {
     if (denied !== undefined) {
       return this.result(trace, mode, {
         decision: 'DENY', status: r.http === undefined ? null : 403, ...(r.http === undefined ? { connection: 'reset' as const } : {}),
-        decidedBy: 'deny', policy: denied.policy.id, rule: denied.rule.index, ...extra, customProvider,
+        decidedBy: 'deny', policy: denied.policy.id, rule: denied.rule.index, audit, dryRun, customProvider,
         reason: denied.rule.denyReason,
       });
     }
@@ -257,20 +276,63 @@ export class WorkloadPolicy {
       trace.push({ step: 'allow', message: `${allow.length} ALLOW polic${allow.length === 1 ? 'y' : 'ies'}`, policies: this.tracePolicies([...allow, ...layers.allow.dryRun], r) });
     }
     if (allow.length === 0) {
-      return this.result(trace, mode, { decision: 'ALLOW', status: 200, decidedBy: 'default', ...extra, customProvider, reason: 'no ALLOW policy applies to the workload' });
+      return this.result(trace, mode, { decision: 'ALLOW', status: 200, decidedBy: 'default', audit, dryRun, customProvider, reason: 'no ALLOW policy applies to the workload' });
     }
     const allowed = firstMatch(allow, r);
     if (allowed !== undefined) {
       return this.result(trace, mode, {
-        decision: 'ALLOW', status: 200, decidedBy: 'allow', policy: allowed.policy.id, rule: allowed.rule.index, ...extra, customProvider,
+        decision: 'ALLOW', status: 200, decidedBy: 'allow', policy: allowed.policy.id, rule: allowed.rule.index, audit, dryRun, customProvider,
         reason: allowed.rule.allowReason,
       });
     }
     return this.result(trace, mode, {
       decision: 'DENY', status: r.http === undefined ? null : 403, ...(r.http === undefined ? { connection: 'reset' as const } : {}),
-      decidedBy: 'allow', ...extra, customProvider,
+      decidedBy: 'allow', audit, dryRun, customProvider,
       reason: `no rule of the ${allow.length} ALLOW polic${allow.length === 1 ? 'y' : 'ies'} matched`,
     });
+  }
+
+  private readonly defaultSlots: (object | undefined)[] = [];
+  private readonly noMatchSlots: (object | undefined)[] = [];
+
+  private sharedDecision(
+    slots: (object | undefined)[],
+    slot: number,
+    mode: Decision['mtlsMode'],
+    r: PreparedRequest,
+    outcome: 'deny' | 'default' | 'allow' | 'nomatch',
+    rule: CompiledRule | undefined,
+  ): Decision {
+    const hit = slots[slot];
+    if (hit !== undefined) return hit as Decision;
+    const tcp = r.http === undefined;
+    const layers = tcp ? this.tcp() : this.http;
+    const allowCount = layers.allow.enforced.length;
+    let made: Decision;
+    switch (outcome) {
+      case 'deny':
+        made = this.make(undefined, mode, {
+          decision: 'DENY', status: tcp ? null : 403, ...(tcp ? { connection: 'reset' as const } : {}),
+          decidedBy: 'deny', policy: rule!.policyId, rule: rule!.index, reason: rule!.denyReason,
+        });
+        break;
+      case 'allow':
+        made = this.make(undefined, mode, {
+          decision: 'ALLOW', status: 200, decidedBy: 'allow', policy: rule!.policyId, rule: rule!.index, reason: rule!.allowReason,
+        });
+        break;
+      case 'default':
+        made = this.make(undefined, mode, { decision: 'ALLOW', status: 200, decidedBy: 'default', reason: 'no ALLOW policy applies to the workload' });
+        break;
+      default:
+        made = this.make(undefined, mode, {
+          decision: 'DENY', status: tcp ? null : 403, ...(tcp ? { connection: 'reset' as const } : {}), decidedBy: 'allow',
+          reason: `no rule of the ${allowCount} ALLOW polic${allowCount === 1 ? 'y' : 'ies'} matched`,
+        });
+    }
+    Object.freeze(made);
+    slots[slot] = made;
+    return made;
   }
 
   /** TCP forms are compiled on the first TCP connection: most workloads only ever see HTTP. */
@@ -288,18 +350,6 @@ export class WorkloadPolicy {
       for (const dr of d.dryRun ?? []) {
         trace.push({ step: 'dry-run', message: `dry-run ${dr.action} policies would have ${dr.result} the request${dr.policy === null ? '' : ` (${dr.policy} rule ${dr.rule})`}` });
       }
-    }
-    // Decisions made by a policy layer without trace, audit, dry-run or delegation are the same object every time:
-    // they are frozen and shared, so the hot path allocates nothing that outlives the call.
-    const shareable = trace === undefined && (d.audit === undefined || d.audit.length === 0) && (d.dryRun === undefined || d.dryRun.length === 0) && d.customProvider == null &&
-      (d.decidedBy === 'allow' || d.decidedBy === 'deny' || d.decidedBy === 'default');
-    if (shareable) {
-      const byMode = (this.shared[d.connection === undefined ? 0 : 1][mtlsMode] ??= new Map<string, Decision>());
-      const hit = byMode.get(d.reason);
-      if (hit !== undefined) return hit;
-      const made = Object.freeze(this.make(undefined, mtlsMode, d));
-      byMode.set(d.reason, made);
-      return made;
     }
     return this.make(trace, mtlsMode, d);
   }
