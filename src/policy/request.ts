@@ -205,9 +205,28 @@ export function prepareRequest(req: CheckRequest, normalization: PathNormalizati
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
+/** Frozen copies of callers' label objects, reused while the object still holds the same labels. */
+const labelCopies = new WeakMap<object, Readonly<Record<string, string>>>();
+
 function frozenLabels(labels: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> {
   if (labels === undefined) return NO_LABELS;
-  return Object.isFrozen(labels) ? labels : Object.freeze({ ...labels });
+  if (Object.isFrozen(labels)) return labels;
+  const copy = labelCopies.get(labels);
+  if (copy !== undefined && sameLabels(copy, labels)) return copy;
+  const made = Object.freeze({ ...labels });
+  labelCopies.set(labels, made);
+  return made;
+}
+
+function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  let n = 0;
+  for (const k in b) {
+    if (a[k] !== b[k]) return false;
+    n++;
+  }
+  let m = 0;
+  for (const _ in a) m++;
+  return n === m;
 }
 
 /** Builds the request.auth.* attributes from a verified token; iss/sub come from the claims, else from the principal. */
