@@ -95,6 +95,8 @@ export function compilePolicy(policy: AuthorizationPolicy, forTcp: boolean, env:
       skipped.push({ index, reason: e.message });
     }
   });
+  // Rule lines are looked up in the source tree once, on the first explanation that needs them.
+  const ruleLines: number[] = [];
   let dryRun = false;
   let dryRunError: string | undefined;
   const ann = policy.meta.annotations['istio.io/dry-run'];
@@ -116,7 +118,7 @@ export function compilePolicy(policy: AuthorizationPolicy, forTcp: boolean, env:
     rules,
     skipped,
     empty: specRules.length === 0,
-    ruleLine: (i) => policy.lineOf(['spec', 'rules', i]),
+    ruleLine: (i) => (ruleLines[i] ??= policy.lineOf(['spec', 'rules', i])),
   };
 }
 
