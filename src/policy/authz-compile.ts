@@ -1,4 +1,4 @@
-import type { AuthorizationAction, AuthorizationPolicy, Operation, Source } from '../resources/types.ts';
+import { OPERATION_FIELDS, SOURCE_FIELDS, type AuthorizationAction, type AuthorizationPolicy, type Operation, type Source } from '../resources/types.ts';
 import { attribute, CompileFailure, fieldAttribute, type AttributeSpec, type CompileEnv, type RequestTest } from './attributes.ts';
 import type { PreparedRequest } from './request.ts';
 
@@ -63,12 +63,6 @@ export interface CompiledPolicy {
   ruleLine(index: number): number;
 }
 
-const SOURCE_ORDER = [
-  'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces',
-  'serviceAccounts', 'notServiceAccounts', 'trustDomains', 'notTrustDomains', 'ipBlocks', 'notIpBlocks',
-  'remoteIpBlocks', 'notRemoteIpBlocks',
-] as const;
-const OPERATION_ORDER = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
 
 /** Go's strconv.ParseBool, which Istio uses for `istio.io/dry-run`. */
 function parseGoBool(v: string): boolean | undefined {
@@ -225,7 +219,7 @@ function compileRule(
   const from = rule.from?.map((entry, i) => {
     const fields: FieldPlan[] = [];
     const src: Source = entry.source ?? {};
-    for (const f of SOURCE_ORDER) {
+    for (const f of SOURCE_FIELDS) {
       const vals = src[f];
       if (vals === undefined || vals.length === 0) continue;
       const m = plan(['from', i, f], fieldAttribute(f, env), vals, f.startsWith('not'));
@@ -236,7 +230,7 @@ function compileRule(
   const to = rule.to?.map((entry, i) => {
     const fields: FieldPlan[] = [];
     const op: Operation = entry.operation ?? {};
-    for (const f of OPERATION_ORDER) {
+    for (const f of OPERATION_FIELDS) {
       const vals = op[f];
       if (vals === undefined || vals.length === 0) continue;
       const m = plan(['to', i, f], fieldAttribute(f, env), vals, f.startsWith('not'));

@@ -10,21 +10,23 @@ import {
   type Path,
 } from './decode.ts';
 import type { Reporter } from './report.ts';
-import type {
-  AuthorizationAction,
-  AuthorizationPolicySpec,
-  ClaimToHeader,
-  Condition,
-  JwtHeader,
-  JwtRule,
-  MtlsMode,
-  Operation,
-  PeerAuthenticationSpec,
-  PolicyTargetReference,
-  RequestAuthenticationSpec,
-  Rule,
-  Source,
-  WorkloadSelector,
+import {
+  OPERATION_FIELDS,
+  SOURCE_FIELDS,
+  type AuthorizationAction,
+  type AuthorizationPolicySpec,
+  type ClaimToHeader,
+  type Condition,
+  type JwtHeader,
+  type JwtRule,
+  type MtlsMode,
+  type Operation,
+  type PeerAuthenticationSpec,
+  type PolicyTargetReference,
+  type RequestAuthenticationSpec,
+  type Rule,
+  type Source,
+  type WorkloadSelector,
 } from './types.ts';
 
 /** Drops keys whose value is undefined so decoded objects only carry what was written. */
@@ -32,16 +34,6 @@ function compact<T extends object>(o: T): T {
   for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
   return o;
 }
-
-const SOURCE_FIELDS = [
-  'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces',
-  'serviceAccounts', 'notServiceAccounts', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks',
-  'trustDomains', 'notTrustDomains',
-] as const satisfies readonly (keyof Source)[];
-
-const OPERATION_FIELDS = [
-  'hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths',
-] as const satisfies readonly (keyof Operation)[];
 
 export function decodeSelector(r: Reporter, value: unknown, path: Path): WorkloadSelector | undefined {
   const o = decodeObject(r, value, path, ['matchLabels']);

@@ -67,6 +67,18 @@ export interface Source {
   readonly notTrustDomains?: readonly string[];
 }
 
+/** The fields of a `from.source`, in the order explanations list them. */
+export const SOURCE_FIELDS = [
+  'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces',
+  'serviceAccounts', 'notServiceAccounts', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks',
+  'trustDomains', 'notTrustDomains',
+] as const satisfies readonly (keyof Source)[];
+
+/** The fields of a `to.operation`, in the order explanations list them. */
+export const OPERATION_FIELDS = [
+  'hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths',
+] as const satisfies readonly (keyof Operation)[];
+
 export interface Operation {
   readonly hosts?: readonly string[];
   readonly notHosts?: readonly string[];

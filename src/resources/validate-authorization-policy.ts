@@ -4,7 +4,7 @@ import { classifyConditionKey, type ConditionAttribute } from './condition-key.t
 import type { PathSegment } from './diagnostic.ts';
 import { parsePortNumber } from './port-number.ts';
 import type { Reporter } from './report.ts';
-import type { AuthorizationAction, AuthorizationPolicySpec, Condition, Operation, ResourceMeta, Rule, Source } from './types.ts';
+import { OPERATION_FIELDS, SOURCE_FIELDS, type AuthorizationAction, type AuthorizationPolicySpec, type Condition, type Operation, type ResourceMeta, type Rule, type Source } from './types.ts';
 import { validateIstioAnnotations } from './validate-annotations.ts';
 import type { ValidationContext } from './validate-context.ts';
 import { validatePolicyScope } from './validate-selector.ts';
@@ -17,17 +17,6 @@ const MAX_FROM = 512;
 /** istiod's CheckServiceAccount and the CRD (maxItems 16, maxLength 320). */
 const MAX_SERVICE_ACCOUNTS = 16;
 const MAX_SERVICE_ACCOUNT_LENGTH = 320;
-
-const SOURCE_FIELDS = [
-  'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces',
-  'serviceAccounts', 'notServiceAccounts', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks',
-  'trustDomains', 'notTrustDomains',
-] as const satisfies readonly (keyof Source)[];
-
-const OPERATION_FIELDS = [
-  'hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths',
-] as const satisfies readonly (keyof Operation)[];
-
 
 const SOURCE_IP_FIELDS: readonly (keyof Source)[] = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'];
 
