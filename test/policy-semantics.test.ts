@@ -290,3 +290,22 @@ test('decisions made by a policy layer without a trace are shared, frozen object
   assert.notEqual(traced, a);
   assert.ok(traced.trace.length > 0);
 });
+
+test('generated matchers treat policy text as data: quotes, backslashes and line separators match literally', () => {
+  const nasty = 'a"); throw new Error("injected"); ("\\\u2028*/`x`';
+  const yaml = ap('allow', { rules: [{ to: [{ operation: { paths: [`/p/${nasty}`, `*${nasty}`] } }], when: [{ key: 'request.headers[x-q]', values: [nasty, `${nasty}*`] }] }] });
+  const hit = decideYaml(yaml, httpRequest({ path: '/p/q', headers: { 'x-q': nasty } }));
+  assert.equal(outcome(hit), 'DENY 403');
+  const headerOnly = decideYaml(ap('allow', { rules: [{ when: [{ key: 'request.headers[x-q]', values: [`${nasty}*`] }] }] }), httpRequest({ headers: { 'x-q': `${nasty}zz` } }));
+  assert.equal(outcome(headerOnly), 'ALLOW');
+  const allowed = decideYaml(
+    ap('allow', { rules: [{ when: [{ key: 'request.headers[x-tok]', values: [nasty] }] }] }),
+    httpRequest({ headers: { 'x-tok': nasty } }),
+  );
+  assert.equal(outcome(allowed), 'ALLOW');
+  const other = decideYaml(
+    ap('allow', { rules: [{ when: [{ key: 'request.headers[x-tok]', values: [nasty] }] }] }),
+    httpRequest({ headers: { 'x-tok': 'a' } }),
+  );
+  assert.equal(outcome(other), 'DENY 403');
+});
