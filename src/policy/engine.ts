@@ -204,7 +204,7 @@ export class WorkloadPolicy {
       if (outcome.kind === 'rejected') {
         return this.result(trace, mode, { decision: 'DENY', status: outcome.status, decidedBy: 'jwt', reason: outcome.reason });
       }
-      if (outcome.kind === 'verified') r = { ...r, auth: cachedAuth(r, outcome.jwt, outcome.spaceDelimited) };
+      if (outcome.kind === 'verified') r = { ...r, auth: cachedAuth(outcome.jwt, outcome.spaceDelimited) };
     }
 
     const layers = r.http === undefined ? this.tcp() : this.http;
@@ -451,12 +451,11 @@ function portText(r: PreparedRequest): string {
 const authCache = new WeakMap<object, { set: ReadonlySet<string>; auth: PreparedAuth }>();
 
 /** request.auth.* is derived once per verified token and rule set. */
-function cachedAuth(r: PreparedRequest, jwt: Parameters<typeof prepareAuth>[0], spaceDelimited: ReadonlySet<string>): PreparedAuth {
+function cachedAuth(jwt: Parameters<typeof prepareAuth>[0], spaceDelimited: ReadonlySet<string>): PreparedAuth {
   const hit = authCache.get(jwt);
   if (hit !== undefined && sameSet(hit.set, spaceDelimited)) return hit.auth;
   const auth = prepareAuth(jwt, spaceDelimited);
   authCache.set(jwt, { set: spaceDelimited, auth });
-  void r;
   return auth;
 }
 

@@ -50,10 +50,10 @@ export interface PreparedRequest {
   readonly sourceIp: ParsedIp | undefined;
   readonly remoteIp: ParsedIp | undefined;
   /** `spiffe://…` of the verified peer, or undefined for plaintext. */
-  peer: string | undefined;
+  readonly peer: string | undefined;
   readonly sni: string | undefined;
   readonly http: PreparedHttp | undefined;
-  auth: PreparedAuth | undefined;
+  readonly auth: PreparedAuth | undefined;
   /** Set when the proxy would reject the request before any policy (400, or 404 for a target that is no path). */
   readonly malformed: { readonly reason: string; readonly status: 400 | 404 } | undefined;
   readonly raw: CheckRequest;
