@@ -1,6 +1,9 @@
 import { Command, Option } from 'commander';
 import { runCheck, type CommandOutput } from './check.ts';
 import { runValidate } from './validate.ts';
+import { runCaInit, runCaIssue, runCaToken, runCaTrust, runCaUse } from './ca.ts';
+import { runCertInspect } from './cert.ts';
+import { KEY_TYPES, type KeyType } from '../identity/x509.ts';
 
 function emit(out: CommandOutput): void {
   if (out.stdout !== '') process.stdout.write(out.stdout);
@@ -38,6 +41,69 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (o: { config: string[]; request: string; mesh?: string; extAuthz?: 'allow' | 'deny'; json?: boolean }) => {
       emit(await runCheck(o));
+    });
+
+  const keyTypeOption = (what: string): Option => new Option('--key-type <type>', what).choices([...KEY_TYPES]).default('ec-p256');
+  const ca = program.command('ca').description('the certificate authority: roots, workload certificates, bootstrap tokens');
+  ca.command('init')
+    .description('create a self-signed root CA in DIR (ca-cert.pem, ca-key.pem 0600, cert-chain.pem, root-cert.pem)')
+    .argument('<dir>', 'CA directory')
+    .addOption(keyTypeOption('root key type'))
+    .option('--ttl <duration>', 'root lifetime (e.g. 10y, 365d, 8760h)', '10y')
+    .option('--trust-domain <domain>', 'trust domain (the root is named O=<domain>)', 'cluster.local')
+    .option('--force', 'overwrite an existing CA')
+    .action(async (dir: string, o: { keyType: KeyType; ttl: string; trustDomain: string; force?: boolean }) => {
+      emit(await runCaInit({ dir, ...o }));
+    });
+  ca.command('issue')
+    .description('issue a key and SVID for manual use: key.pem (0600), cert-chain.pem (leaf first), root-cert.pem')
+    .requiredOption('--ca <dir>', 'CA directory (from "ca init", or Istio plug-in cacerts)')
+    .requiredOption('-n, --namespace <ns>', 'workload namespace')
+    .requiredOption('-s, --service-account <sa>', 'workload service account')
+    .option('--trust-domain <domain>', 'trust domain', 'cluster.local')
+    .option('--ttl <duration>', 'certificate lifetime (default 24h)')
+    .option('--max-ttl <duration>', 'longest lifetime the CA grants (default 90d, as Istio)')
+    .addOption(keyTypeOption('workload key type'))
+    .option('-o, --out <dir>', 'output directory', '.')
+    .option('--force', 'overwrite existing files')
+    .action(async (o: { ca: string; namespace: string; serviceAccount: string; trustDomain: string; ttl?: string; maxTtl?: string; keyType: KeyType; out: string; force?: boolean }) => {
+      emit(await runCaIssue(o));
+    });
+  ca.command('token')
+    .description('print a single-use bootstrap token with which a workload may request its first SVID')
+    .requiredOption('--ca <dir>', 'CA directory')
+    .requiredOption('-n, --namespace <ns>', 'workload namespace')
+    .requiredOption('-s, --service-account <sa>', 'workload service account')
+    .option('--trust-domain <domain>', 'trust domain', 'cluster.local')
+    .option('--ttl <duration>', 'token lifetime (at most 24h)', '15m')
+    .action(async (o: { ca: string; namespace: string; serviceAccount: string; trustDomain: string; ttl: string }) => {
+      emit(await runCaToken(o));
+    });
+  ca.command('trust')
+    .description("list, add or retire trusted roots (root-cert.pem); steps 1 and 4 of a root rotation")
+    .argument('<dir>', 'CA directory')
+    .option('--add <files...>', 'PEM files of roots to trust')
+    .option('--remove <sha256...>', 'fingerprints of roots to retire')
+    .action(async (dir: string, o: { add?: string[]; remove?: string[] }) => {
+      emit(await runCaTrust({ ca: dir, ...o }));
+    });
+  ca.command('use')
+    .description("make another CA directory's signer the signer of DIR, keeping every trusted root; step 2 of a root rotation")
+    .argument('<dir>', 'CA directory')
+    .requiredOption('--signer <dir>', 'CA directory whose ca-cert.pem/ca-key.pem take over')
+    .action(async (dir: string, o: { signer: string }) => {
+      emit(await runCaUse({ ca: dir, signer: o.signer }));
+    });
+
+  const cert = program.command('cert').description('certificates');
+  cert.command('inspect')
+    .description('show SPIFFE ID, chain, validity, key, serial and fingerprint; warn on what an SVID must not have (exit 1 on warnings)')
+    .argument('<file>', 'PEM file ("-" for standard input), leaf first')
+    .option('--roots <file>', 'root-cert.pem to verify the chain against (default: root-cert.pem beside the file)')
+    .option('--trust-domain <domain>', "accepted trust domain (default: the leaf's)")
+    .option('--json', 'machine-readable output')
+    .action(async (file: string, o: { roots?: string; trustDomain?: string; json?: boolean }) => {
+      emit(await runCertInspect({ file, ...o }));
     });
   return program;
 }
