@@ -133,7 +133,7 @@ test('CSRs: a tampered signature, weak keys and garbage are refused', async () =
   const good = createCsr(await keys(), SLEEP.uri);
   assert.deepEqual(parseCsr(good).requestedUris, [SLEEP.uri]);
   const der = Buffer.from(good.replace(/-----[^-]+-----/g, '').replace(/\s/g, ''), 'base64');
-  der[der.length - 5] ^= 0x01; // inside the signature
+  der[der.length - 5] = der[der.length - 5]! ^ 0x01; // inside the signature
   await caError(async () => ca.issue({ csr: der }, SLEEP), 'ERR_CSR_SIGNATURE');
   const weak = generateKeyPairSync('rsa', { modulusLength: 1024 });
   await caError(async () => ca.issue({ csr: createCsr(weak, SLEEP.uri) }, SLEEP), 'ERR_CSR_KEY_WEAK');

@@ -50,24 +50,27 @@ export type CertificateListener = (event: CertificateEvent) => void;
 
 export class CertificateManagerError extends RampartError {}
 
-/** When a certificate living from notBefore to notAfter should be renewed (Istio's rotateTime). */
-export function renewalTime(notBeforeMs: number, notAfterMs: number, graceRatio: number, jitter: number, random: () => number = Math.random): number {
+/** When a certificate received at createdMs and valid to notAfterMs should be renewed (Istio's rotateTime). */
+export function renewalTime(createdMs: number, notAfterMs: number, graceRatio: number, jitter: number, random: () => number = Math.random): number {
   const signed = random() * jitter * (random() < 0.5 ? -1 : 1);
   const ratio = Math.min(1, Math.max(0, graceRatio + signed));
-  return notAfterMs - ratio * (notAfterMs - notBeforeMs);
+  return notAfterMs - ratio * (notAfterMs - createdMs);
 }
 
 /** setTimeout caps delays at 2^31-1 ms (~24.8 days) and fires at once beyond; longer waits go in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** An unref'd timer for an absolute time: renewal alone does not keep a process alive, the servers using the SVID do. */
+/**
+ * A timer for an absolute time. Unref'd by default: renewal alone does not keep a process alive, the servers using
+ * the SVID do. The wait for the first SVID is kept alive: someone awaits it.
+ */
 class AbsoluteTimer {
   #handle: NodeJS.Timeout | undefined;
-  constructor(atMs: number, now: () => number, fire: () => void) {
+  constructor(atMs: number, now: () => number, fire: () => void, keepAlive = false) {
     const arm = (): void => {
       const wait = atMs - now();
       this.#handle = setTimeout(wait > MAX_TIMER_MS ? arm : fire, Math.max(0, Math.min(wait, MAX_TIMER_MS)));
-      this.#handle.unref();
+      if (!keepAlive) this.#handle.unref();
     };
     arm();
   }
@@ -137,7 +140,7 @@ export class CertificateManager {
         if (this.#stopped) throw err;
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
-          this.#timer = new AbsoluteTimer(this.#opts.now() + this.#lastRetryDelay, this.#opts.now, resolve);
+          this.#timer = new AbsoluteTimer(this.#opts.now() + this.#lastRetryDelay, this.#opts.now, resolve, true);
         });
         this.#wake = undefined;
         if (this.#stopped) throw new CertificateManagerError('ERR_CERT_MANAGER_STOPPED', 'stopped before the first SVID arrived', { cause: err });
@@ -159,7 +162,9 @@ export class CertificateManager {
   async #renew(): Promise<Svid> {
     try {
       const keys = await generateKeyPair(this.#opts.keyType);
-      const response = await this.#request(createCsr(keys, this.identity.uri), this.#svid);
+      // An expired SVID authenticates nothing; without a valid one the requester falls back to its bootstrap credential.
+      const current = this.#svid !== undefined && this.#svid.notAfter.getTime() > this.#opts.now() ? this.#svid : undefined;
+      const response = await this.#request(createCsr(keys, this.identity.uri), current);
       const svid = svidFromParts(keys.privateKey, certificatesFromPem(response.chainPem, "the CA's certificate chain"));
       if (svid.spiffeId.uri !== this.identity.uri) {
         throw new CertificateManagerError('ERR_SVID_IDENTITY', `the CA issued ${svid.spiffeId.uri}, expected ${this.identity.uri}`);
@@ -201,7 +206,8 @@ export class CertificateManager {
     this.#svid = svid;
     if (bundleChanged) this.#bundle = bundle;
     this.#failures = 0;
-    const at = renewalTime(svid.notBefore.getTime(), svid.notAfter.getTime(), this.#opts.graceRatio, this.#opts.graceRatioJitter, this.#opts.random);
+    // Like Istio's agent, the lifetime counts from receipt, not from notBefore (which the CA backdates for clock skew).
+    const at = renewalTime(Math.max(svid.notBefore.getTime(), this.#opts.now()), svid.notAfter.getTime(), this.#opts.graceRatio, this.#opts.graceRatioJitter, this.#opts.random);
     this.#schedule(at);
     this.#expiryTimer?.cancel();
     this.#expiryTimer = new AbsoluteTimer(svid.notAfter.getTime(), this.#opts.now, () => {
