@@ -1,3 +1,4 @@
 export * from './policy/index.ts';
 export * from './resources/index.ts';
+export * from './identity/index.ts';
 export { RampartError, ConfigError, RequestError } from './errors.ts';
