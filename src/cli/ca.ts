@@ -127,6 +127,7 @@ export function runCaTrust(o: CaTrustOptions): Promise<CommandOutput> {
       }
       roots = roots.filter((r) => r !== victim);
     }
+    for (const r of roots) if (o.add !== undefined && !certificateFacts(r).isCA) throw new RampartError('ERR_ROOT_NOT_CA', `certificate ${r.fingerprint256} is not a CA certificate (basic constraints CA=false); a trusted root must be one`);
     const changed = (o.add?.length ?? 0) + (o.remove?.length ?? 0) > 0;
     const next: CaMaterial = { ...material, roots: dedupe(roots) };
     if (changed) await writeCaDir(o.ca, next, true);

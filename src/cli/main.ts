@@ -1,9 +1,9 @@
 import { Command, Option } from 'commander';
-import { runCheck, type CommandOutput } from './check.ts';
-import { runValidate } from './validate.ts';
-import { runCaInit, runCaIssue, runCaToken, runCaTrust, runCaUse } from './ca.ts';
-import { runCertInspect } from './cert.ts';
-import { KEY_TYPES, type KeyType } from '../identity/x509.ts';
+import type { CommandOutput } from './check.ts';
+import { KEY_TYPES, type KeyType } from '../identity/key-types.ts';
+
+// Each command loads its modules when it runs: `rampart cert inspect` need not load the policy engine, and
+// `rampart check` need not load the certificate code.
 
 function emit(out: CommandOutput): void {
   if (out.stdout !== '') process.stdout.write(out.stdout);
@@ -28,7 +28,7 @@ export function buildProgram(): Command {
     .option('--workloads <file>', 'known workloads ([{namespace, labels}]) for selector and coverage warnings')
     .option('--json', 'machine-readable output')
     .action(async (paths: string[], o: { mesh?: string; workloads?: string; json?: boolean }) => {
-      emit(await runValidate({ paths, ...o }));
+      emit(await (await import('./validate.ts')).runValidate({ paths, ...o }));
     });
 
   program
@@ -40,7 +40,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--ext-authz <answer>', 'what a CUSTOM provider answers').choices(['allow', 'deny']))
     .option('--json', 'machine-readable output')
     .action(async (o: { config: string[]; request: string; mesh?: string; extAuthz?: 'allow' | 'deny'; json?: boolean }) => {
-      emit(await runCheck(o));
+      emit(await (await import('./check.ts')).runCheck(o));
     });
 
   const keyTypeOption = (what: string): Option => new Option('--key-type <type>', what).choices([...KEY_TYPES]).default('ec-p256');
@@ -53,7 +53,7 @@ export function buildProgram(): Command {
     .option('--trust-domain <domain>', 'trust domain (the root is named O=<domain>)', 'cluster.local')
     .option('--force', 'overwrite an existing CA')
     .action(async (dir: string, o: { keyType: KeyType; ttl: string; trustDomain: string; force?: boolean }) => {
-      emit(await runCaInit({ dir, ...o }));
+      emit(await (await import('./ca.ts')).runCaInit({ dir, ...o }));
     });
   ca.command('issue')
     .description('issue a key and SVID for manual use: key.pem (0600), cert-chain.pem (leaf first), root-cert.pem')
@@ -67,7 +67,7 @@ export function buildProgram(): Command {
     .option('-o, --out <dir>', 'output directory', '.')
     .option('--force', 'overwrite existing files')
     .action(async (o: { ca: string; namespace: string; serviceAccount: string; trustDomain: string; ttl?: string; maxTtl?: string; keyType: KeyType; out: string; force?: boolean }) => {
-      emit(await runCaIssue(o));
+      emit(await (await import('./ca.ts')).runCaIssue(o));
     });
   ca.command('token')
     .description('print a single-use bootstrap token with which a workload may request its first SVID')
@@ -77,7 +77,7 @@ export function buildProgram(): Command {
     .option('--trust-domain <domain>', 'trust domain', 'cluster.local')
     .option('--ttl <duration>', 'token lifetime (at most 24h)', '15m')
     .action(async (o: { ca: string; namespace: string; serviceAccount: string; trustDomain: string; ttl: string }) => {
-      emit(await runCaToken(o));
+      emit(await (await import('./ca.ts')).runCaToken(o));
     });
   ca.command('trust')
     .description("list, add or retire trusted roots (root-cert.pem); steps 1 and 4 of a root rotation")
@@ -85,14 +85,14 @@ export function buildProgram(): Command {
     .option('--add <files...>', 'PEM files of roots to trust')
     .option('--remove <sha256...>', 'fingerprints of roots to retire')
     .action(async (dir: string, o: { add?: string[]; remove?: string[] }) => {
-      emit(await runCaTrust({ ca: dir, ...o }));
+      emit(await (await import('./ca.ts')).runCaTrust({ ca: dir, ...o }));
     });
   ca.command('use')
     .description("make another CA directory's signer the signer of DIR, keeping every trusted root; step 2 of a root rotation")
     .argument('<dir>', 'CA directory')
     .requiredOption('--signer <dir>', 'CA directory whose ca-cert.pem/ca-key.pem take over')
     .action(async (dir: string, o: { signer: string }) => {
-      emit(await runCaUse({ ca: dir, signer: o.signer }));
+      emit(await (await import('./ca.ts')).runCaUse({ ca: dir, signer: o.signer }));
     });
 
   const cert = program.command('cert').description('certificates');
@@ -103,7 +103,7 @@ export function buildProgram(): Command {
     .option('--trust-domain <domain>', "accepted trust domain (default: the leaf's)")
     .option('--json', 'machine-readable output')
     .action(async (file: string, o: { roots?: string; trustDomain?: string; json?: boolean }) => {
-      emit(await runCertInspect({ file, ...o }));
+      emit(await (await import('./cert.ts')).runCertInspect({ file, ...o }));
     });
   return program;
 }

@@ -40,6 +40,14 @@ export const DEFAULT_ROOT_TTL_MS = 10 * 365 * 24 * 3_600_000;
 
 export class CaError extends RampartError {}
 
+/** `90d`, `36h`, `15m`, `42s`: the largest whole unit, for messages. */
+function humanDuration(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${Math.round(ms / 1000)}s`;
+}
+
 /** The CA's signing material, as Istio's `cacerts` names it. */
 export interface CaMaterial {
   /** ca-cert.pem: the certificate that signs workload certificates (a root, or an intermediate under the user's root). */
@@ -94,7 +102,7 @@ export function checkCaMaterial(m: CaMaterial, now = Date.now()): CaMaterial {
     if (m.roots.some((r) => r.fingerprint256 === current.fingerprint256 || issuedBy(current, r))) break;
     const next = pool.find((c) => issuedBy(current, c));
     if (next === undefined || depth > 8) {
-      throw new CaError('ERR_CA_CHAIN', `ca-cert.pem (${f.subject || 'no subject'}) does not chain to a certificate in root-cert.pem through cert-chain.pem`);
+      throw new CaError('ERR_CA_CHAIN', `ca-cert.pem (${f.subject.replaceAll('\n', ', ') || 'no subject'}) does not chain to a certificate in root-cert.pem through cert-chain.pem`);
     }
     current = next;
   }
@@ -330,7 +338,7 @@ export class CertificateAuthority {
     }
     const ttl = request.ttlMs === undefined || request.ttlMs <= 0 ? this.defaultTtlMs : request.ttlMs;
     if (ttl > this.maxTtlMs) {
-      throw new CaError('ERR_CSR_TTL', `the requested TTL (${Math.round(ttl / 1000)} s) is longer than the maximum (${Math.round(this.maxTtlMs / 1000)} s)`);
+      throw new CaError('ERR_CSR_TTL', `the requested TTL (${humanDuration(ttl)}) is longer than the maximum (${humanDuration(this.maxTtlMs)})`);
     }
     const now = this.#now();
     if (now >= st.notAfterCeiling) throw new CaError('ERR_CA_EXPIRED', 'the signing certificate (or a certificate above it) has expired');

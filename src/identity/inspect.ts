@@ -86,7 +86,7 @@ function commonWarnings(f: CertificateFacts, now: number): string[] {
 export function inspectCertificates(certs: readonly X509Certificate[], bundle: TrustBundle | undefined, now = Date.now()): InspectReport {
   const facts = certs.map((c) => certificateFacts(c));
   const out: InspectedCertificate[] = facts.map((f, i) => {
-    const role = i === 0 && !f.isCA ? 'leaf' : f.selfIssued ? 'root' : i === 0 ? 'leaf' : 'intermediate';
+    const role = !f.isCA && i === 0 ? 'leaf' : f.isCA && f.selfIssued ? 'root' : 'intermediate';
     const signer = f.selfIssued && issuedBy(certs[i]!, certs[i]!) ? 'self' : certs.findIndex((c, j) => j !== i && issuedBy(certs[i]!, c));
     const signedBy: InspectedCertificate['signedBy'] =
       signer === 'self' ? 'self' : signer >= 0 ? signer : bundle?.roots.some((r) => issuedBy(certs[i]!, r)) === true ? 'bundle' : undefined;

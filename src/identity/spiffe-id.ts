@@ -18,7 +18,8 @@ export type SpiffeIdProblem =
   | 'trailing-slash'
   | 'path-chars'
   | 'too-long'
-  | 'not-istio-form';
+  | 'not-istio-form'
+  | 'kubernetes-name';
 
 /** Input that is not a valid SPIFFE ID; `problem` says which rule it breaks. */
 export class SpiffeIdError extends RampartError {
@@ -101,8 +102,22 @@ export function formatSpiffeId(trustDomain: string, ...segments: readonly string
   return parseSpiffeId(`${SCHEME}${trustDomain}${segments.map((s) => `/${s}`).join('')}`);
 }
 
-/** Istio's workload identity. An `@` in the trust domain becomes `.`, as istiod does when it generates IDs. */
+/** Kubernetes names: a namespace is a DNS-1123 label, a service account a DNS-1123 subdomain. */
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * Istio's workload identity for a namespace and service account, which must be Kubernetes names (a `/` would
+ * silently change the ID's shape). An `@` in the trust domain becomes `.`, as istiod does when it generates IDs.
+ */
 export function istioSpiffeId(trustDomain: string, namespace: string, serviceAccount: string): IstioIdentity {
+  const whole = `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+  if (!DNS1123_LABEL.test(namespace)) {
+    fail('kubernetes-name', whole, `namespace ${JSON.stringify(namespace)} is not a Kubernetes name (lowercase letters, digits and "-", at most 63)`);
+  }
+  if (serviceAccount.length > 253 || !DNS1123_SUBDOMAIN.test(serviceAccount)) {
+    fail('kubernetes-name', whole, `service account ${JSON.stringify(serviceAccount)} is not a Kubernetes name (lowercase letters, digits, "-" and ".")`);
+  }
   const id = formatSpiffeId(trustDomain.replaceAll('@', '.'), 'ns', namespace, 'sa', serviceAccount);
   return { ...id, namespace, serviceAccount };
 }

@@ -10,8 +10,8 @@ import { RampartError } from '../errors.ts';
  * Nothing here encodes ASN.1 by hand: the schema classes do, this module only chooses the values.
  */
 
-export type KeyType = 'ec-p256' | 'ec-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
-export const KEY_TYPES: readonly KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096'];
+import type { KeyType } from './key-types.ts';
+export { KEY_TYPES, type KeyType } from './key-types.ts';
 
 export interface KeyPair {
   readonly privateKey: KeyObject;
