@@ -100,13 +100,15 @@ test('serials are 128 random bits: positive, distinct, at most 17 DER bytes', as
   const ca = new CertificateAuthority(await root(), { trustDomain: TD });
   const csr = createCsr(await keys(), SLEEP.uri);
   const serials = new Set<string>();
-  for (let i = 0; i < 200; i++) {
-    const s = ca.issue({ csr }, SLEEP).serial;
+  for (let i = 0; i < 500; i++) {
+    const issued = ca.issue({ csr }, SLEEP);
+    const s = issued.serial;
+    assert.equal(s, issued.certificate.serialNumber.toUpperCase(), 'the serial reported is the one in the certificate');
     assert.ok(s.length <= 34, s);
     assert.ok(/^[0-9A-F]+$/.test(s));
     serials.add(s);
   }
-  assert.equal(serials.size, 200);
+  assert.equal(serials.size, 500);
 });
 
 test('TTL: requested, capped by the maximum (an error, as istiod), clipped to the signing certificate', async () => {

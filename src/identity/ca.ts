@@ -344,9 +344,10 @@ export class CertificateAuthority {
     if (now >= st.notAfterCeiling) throw new CaError('ERR_CA_EXPIRED', 'the signing certificate (or a certificate above it) has expired');
     const notBefore = Math.max(now - CLOCK_SKEW_GRACE_MS, st.notBeforeFloor);
     const notAfter = Math.min(now + ttl, st.notAfterCeiling);
+    const serial = randomSerial(randomBytes);
     const der = signCertificate(
       {
-        serial: randomSerial(randomBytes),
+        serial,
         issuer: st.issuerName,
         subject: EMPTY_NAME,
         notBefore: new Date(notBefore),
@@ -361,14 +362,19 @@ export class CertificateAuthority {
       st.signer,
     );
     const leafPem = toPem('CERTIFICATE', der);
-    const certificate = new X509Certificate(der);
+    // Parsing the new certificate back costs a tenth of an issue; callers that only forward the PEM never need it.
+    let certificate: X509Certificate | undefined;
     // Whole seconds: X.509 times carry no milliseconds.
     return {
       spiffeId: identity,
-      certificate,
+      get certificate(): X509Certificate {
+        certificate ??= new X509Certificate(der);
+        return certificate;
+      },
       chainPem: leafPem + st.chainTailPem,
       rootsPem: st.bundle.pem,
-      serial: certificate.serialNumber.toUpperCase(),
+      // As OpenSSL prints serials: upper-case hex without the sign byte.
+      serial: Buffer.from(serial).toString('hex').toUpperCase().replace(/^00(?=[0-9A-F]{2})/, ''),
       notBefore: new Date(Math.floor(notBefore / 1000) * 1000),
       notAfter: new Date(Math.floor(notAfter / 1000) * 1000),
     };
