@@ -6,6 +6,9 @@
  * bench/results/latest.json. `--quick` runs meshes of up to 10,000 policies with short rounds: a smoke test, not
  * numbers to quote. The source measured is named by `git rev-parse HEAD` plus the uncommitted files under src/, or
  * by RAMPART_BENCH_SOURCE when the tree is not a git checkout (e.g. a `git archive` export).
+ * After the policy phases, with the meshes released, the workload-identity suite runs (bench/identity.bench.ts:
+ * SVID issuance, mTLS handshakes, the SPIFFE checks). `--only identity` runs that suite alone and writes
+ * bench/results/identity.json (identity-quick.json with --quick); `--only policy` leaves it out.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -13,6 +16,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ipMatchingAvailable } from './fixtures.ts';
+import { benchIdentity, identityReport, type IdentityResults } from './identity.bench.ts';
 import {
   benchDecide, machineProbe, PATH_LABELS, type BaselineMeasurement, type DecideHeap, type DecideMeasurement, type DecidePath, type DecideTarget,
 } from './policy-decide.bench.ts';
@@ -20,6 +24,7 @@ import { loadMesh, type LoadedMesh } from './policy-load.bench.ts';
 import type { TimingOptions } from './timing.ts';
 
 const quick = process.argv.includes('--quick');
+const only = onlyArgument();
 const SIZES = quick ? [10, 1_000, 10_000] : [10, 1_000, 100_000];
 const TIMING: TimingOptions = quick ? { warmupMs: 50, roundMs: 40, rounds: 3 } : { warmupMs: 250, roundMs: 100, rounds: 8 };
 
@@ -58,6 +63,48 @@ function sourceState(): string {
 }
 const source = sourceState();
 
+/** `--only policy|identity` (or `--only=…`): one suite instead of both. */
+function onlyArgument(): 'policy' | 'identity' | undefined {
+  const i = process.argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
+  if (i < 0) return undefined;
+  const arg = process.argv[i]!;
+  const value = arg === '--only' ? process.argv[i + 1] : arg.slice('--only='.length);
+  if (value !== 'policy' && value !== 'identity') throw new Error(`--only takes "policy" or "identity", not ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** What every results file says about the run. */
+function runInfo(): Record<string, unknown> {
+  return {
+    date: new Date().toISOString(),
+    quick,
+    ...(only === undefined ? {} : { only }),
+    source,
+    node: process.version,
+    v8: process.versions.v8,
+    cores: os.availableParallelism(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    execArgv: process.execArgv,
+    runner: compiled ? 'compiled (tsc to .bench-out)' : 'tsx',
+    /** 1-minute load average: other work on the machine moves absolute numbers, not same-group ratios. */
+    loadAverage: { start: loadAverageAtStart, end: os.loadavg()[0]! },
+  };
+}
+
+function writeResults(file: string, result: Record<string, unknown>): void {
+  const elapsedS = Number(process.hrtime.bigint() - started) / 1e9;
+  const out = join(packageRoot(), 'bench', 'results', file);
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify({ ...result, elapsedSeconds: elapsedS }, null, 2)}\n`);
+  log(`\nwrote ${out} (${fixed(elapsedS, 1)} s in all; load average ${fixed(loadAverageAtStart, 2)} at start, ${fixed(os.loadavg()[0]!, 2)} at end)`);
+}
+
+async function runIdentity(): Promise<IdentityResults> {
+  const identity = await benchIdentity({ quick, log });
+  process.stdout.write(identityReport(identity, quick));
+  return identity;
+}
+
 // ---------------------------------------------------------------- formatting
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -81,10 +128,16 @@ function section(title: string, body: string): void {
 
 const ipBlocks = ipMatchingAvailable();
 process.stdout.write(
-  `Rampart policy benchmarks${quick ? ' (--quick)' : ''}: ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ` +
+  `Rampart ${only === undefined ? 'policy and identity' : only} benchmarks${quick ? ' (--quick)' : ''}: ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ` +
     `${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), ${compiled ? 'compiled with tsc' : 'run through tsx'}, ` +
     `load average ${fixed(loadAverageAtStart, 2)}; ipBlocks ${ipBlocks ? 'included' : 'LEFT OUT (src/match/cidr.ts is a stub)'}\nsource: ${source}\n`,
 );
+
+if (only === 'identity') {
+  writeResults(quick ? 'identity-quick.json' : 'identity.json', { ...runInfo(), identity: await runIdentity() });
+  // The policy phases below are the rest of this module; with --only identity they do not run.
+  process.exit(0);
+}
 
 const target = (m: LoadedMesh): DecideTarget => ({ size: m.size, engine: m.engine, workloadPolicy: m.workloadPolicy });
 
@@ -288,32 +341,25 @@ section(
     "\nat the run's fastest: the same multiple of the hand-written matcher at its fastest group, i.e. on a quiet machine.",
 );
 
+// ---------------------------------------------------------------- identity
+
+// The meshes are released first (their load phases are kept for the JSON): the identity suite runs in a small heap.
+const loadPhases = meshes.map((m) => m.phases);
+meshes.length = 0;
+(globalThis as { gc?: () => void }).gc?.();
+const identity = only === 'policy' ? undefined : await runIdentity();
+
 // ---------------------------------------------------------------- JSON
 
-const elapsedS = Number(process.hrtime.bigint() - started) / 1e9;
-const result = {
-  date: new Date().toISOString(),
-  quick,
-  source,
-  node: process.version,
-  v8: process.versions.v8,
-  cores: os.availableParallelism(),
-  cpu: os.cpus()[0]?.model ?? 'unknown',
-  execArgv: process.execArgv,
-  runner: compiled ? 'compiled (tsc to .bench-out)' : 'tsx',
-  /** 1-minute load average: other work on the machine moves absolute numbers, not same-group ratios. */
-  loadAverage: { start: loadAverageAtStart, end: os.loadavg()[0]! },
+writeResults(quick ? 'quick.json' : 'latest.json', {
+  ...runInfo(),
   ipBlocks,
   timing: TIMING,
-  load: meshes.map((m) => m.phases),
+  load: loadPhases,
   loadMachineProbeNs: { before: probeBefore, after: probeAfter },
   decisions: decisions.map((m) => ({ entryPoint: PATH_LABELS[m.path], ...m })),
   baselines,
   ratios: ratioRows.map(([name, of, where, measured, note]) => ({ name, of, where, measured, note })),
   targets,
-  elapsedSeconds: elapsedS,
-};
-const out = join(packageRoot(), 'bench', 'results', quick ? 'quick.json' : 'latest.json');
-mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-log(`\nwrote ${out} (${fixed(elapsedS, 1)} s in all; load average ${fixed(loadAverageAtStart, 2)} at start, ${fixed(os.loadavg()[0]!, 2)} at end)`);
+  ...(identity === undefined ? {} : { identity }),
+});
