@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { ConnectionOptions, DetailedPeerCertificate, PeerCertificate, TLSSocket, TlsOptions } from 'node:tls';
 import { certificateFacts, type CertificateFacts } from './certificate.ts';
 import type { Svid } from './svid.ts';
-import { SvidError, verifySvidLeaf, type IdentityExpectation, type VerifiedSvid } from './svid-verify.ts';
+import { SvidError, verifySvid, verifySvidLeaf, type IdentityExpectation, type VerifiedSvid } from './svid-verify.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 
 /**
@@ -75,6 +75,9 @@ export function verifyTlsPeer(socket: TLSSocket, bundle: TrustBundle, role: 'cli
   if (!('raw' in cert) || cert.raw === undefined) throw new SvidError('no-certificate', 'the peer presented no certificate');
   if (!socket.authorized) {
     const code = String(socket.authorizationError ?? 'unknown');
+    // OpenSSL's purpose check fails for a key usage or extended key usage that does not fit the role: name the rule
+    // as verifySvid does (chain first, so an untrusted chain stays 'untrusted'). Never accepts: it throws either way.
+    if (code === 'INVALID_PURPOSE') verifySvid(peerChain(socket), bundle, { role });
     throw new SvidError(code === 'CERT_HAS_EXPIRED' ? 'expired' : code === 'CERT_NOT_YET_VALID' ? 'not-yet-valid' : 'untrusted', `certificate verification failed: ${code}`);
   }
   return verifySvidLeaf(leafFacts(cert.fingerprint256, cert.raw), bundle, { role, ...(expect === undefined ? {} : { expect }) });
