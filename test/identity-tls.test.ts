@@ -471,8 +471,12 @@ describe('the client refuses server certificates the CA would never issue', () =
 
 describe("the client's expected server identity (secure naming)", () => {
   const httpbin = 'spiffe://cluster.local/ns/default/sa/httpbin';
-  const rows: ReadonlyArray<{ readonly name: string; readonly ids: readonly string[]; readonly ok: boolean }> = [
+  const rows: ReadonlyArray<{ readonly name: string; readonly ids: readonly string[]; readonly serviceAccounts?: readonly string[]; readonly ok: boolean }> = [
     { name: 'no expectation', ids: [], ok: true },
+    { name: 'the service account', ids: [], serviceAccounts: ['default/httpbin'], ok: true },
+    { name: 'an ID that misses, a service account that matches', ids: ['cluster.local/ns/default/sa/reviews'], serviceAccounts: ['default/httpbin'], ok: true },
+    { name: 'another service account (namespace/name)', ids: [], serviceAccounts: ['default/reviews', 'prod/httpbin'], ok: false },
+    { name: 'a service account without its namespace', ids: [], serviceAccounts: ['httpbin'], ok: false },
     { name: 'the SPIFFE URI', ids: [httpbin], ok: true },
     { name: 'the principal form', ids: ['cluster.local/ns/default/sa/httpbin'], ok: true },
     { name: 'one of several', ids: ['cluster.local/ns/default/sa/reviews', httpbin], ok: true },
@@ -484,7 +488,7 @@ describe("the client's expected server identity (secure naming)", () => {
   for (const row of rows) {
     test(`${row.name} → ${row.ok ? 'connects' : 'unexpected-identity'}`, TEST_TIMEOUT, async () => {
       const f = await fx();
-      const client = await dialServerPresenting(f, f.server, { ids: row.ids });
+      const client = await dialServerPresenting(f, f.server, { ids: row.ids, ...(row.serviceAccounts === undefined ? {} : { serviceAccounts: row.serviceAccounts }) });
       if (row.ok) {
         assert.equal(outcome(client), `response ${principalOf(f.client)}`, client.error?.message);
         assert.equal(client.serverPeer?.spiffeId.uri, httpbin);

@@ -40,8 +40,13 @@ export type SvidRole = 'client' | 'server';
 
 /** What a client expects of the server it dials (SVIDs carry no DNS names, so the hostname cannot be checked). */
 export interface IdentityExpectation {
-  /** Accepted SPIFFE IDs (URI form) or principals (`td/ns/x/sa/y`). Empty or absent: any accepted identity. */
+  /** Accepted SPIFFE IDs (URI form) or principals (`td/ns/x/sa/y`). */
   readonly ids?: readonly string[];
+  /**
+   * Accepted service accounts as `<namespace>/<service-account>`, in any accepted trust domain (the form a service
+   * registry knows a destination by). With `ids`, either may match; both empty or absent: any accepted identity.
+   */
+  readonly serviceAccounts?: readonly string[];
 }
 
 export interface VerifiedSvid {
@@ -127,11 +132,15 @@ export function verifySvidLeaf(leaf: CertificateFacts, bundle: TrustBundle, opti
   }
   if (leaf.unknownCritical.length > 0) reject('unknown-critical-extension', `unknown critical extension ${leaf.unknownCritical.join(', ')}`);
   checkWindow(leaf, now, 'the certificate');
-  const ids = options.expect?.ids;
-  if (ids !== undefined && ids.length > 0) {
+  const ids = options.expect?.ids ?? [];
+  const accounts = options.expect?.serviceAccounts ?? [];
+  if (ids.length > 0 || accounts.length > 0) {
     const principal = toPrincipal(spiffeId);
-    if (!ids.some((id) => id === spiffeId.uri || id === principal)) {
-      reject('unexpected-identity', `the peer is ${spiffeId.uri}, expected ${ids.join(' or ')}`);
+    const parts = spiffeId.path.split('/');
+    const account = parts.length === 5 && parts[1] === 'ns' && parts[3] === 'sa' ? `${parts[2]}/${parts[4]}` : undefined;
+    if (!ids.some((id) => id === spiffeId.uri || id === principal) && (account === undefined || !accounts.includes(account))) {
+      const wanted = [...ids, ...accounts.map((a) => `service account ${a}`)];
+      reject('unexpected-identity', `the peer is ${spiffeId.uri}, expected ${wanted.join(' or ')}`);
     }
   }
   return { spiffeId, principal: toPrincipal(spiffeId), leaf, notAfter: leaf.notAfter };
