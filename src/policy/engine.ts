@@ -4,7 +4,7 @@ import type { AttributeSpec } from './attributes.ts';
 import { compilePolicy, explainMismatch, type CompiledPolicy, type CompiledRule } from './authz-compile.ts';
 import type { Decision, DryRunResult, PolicyRef, PolicyTrace, RuleTrace, TraceStep } from './decision.ts';
 import { resolveMtls, type MtlsResolution } from './peer-authn.ts';
-import { authenticate, collectJwtRules, type JwtRuleRef } from './request-authn.ts';
+import { authenticate, collectJwtRules, type JwtRuleRef, type JwtVerifier } from './request-authn.ts';
 import { prepareAuth, prepareRequest, type CheckRequest, type PreparedAuth, type PreparedRequest } from './request.ts';
 import { ResourceIndex, selectScoped, type Workload } from './selection.ts';
 import { TrustDomainBundle } from './trust-domain.ts';
@@ -14,6 +14,8 @@ export interface DecideOptions {
   readonly trace?: boolean;
   /** What a CUSTOM provider answers; unknown means the decision fails closed. */
   readonly extAuthz?: 'allow' | 'deny';
+  /** Verifies raw tokens (jwt/); without it a raw token fails closed with 401. */
+  readonly jwtVerifier?: JwtVerifier;
 }
 
 interface CompiledPair {
@@ -199,7 +201,7 @@ export class WorkloadPolicy {
 
     // RequestAuthentication.
     if (r.http !== undefined && (this.jwtRules.length > 0 || r.raw.auth !== undefined)) {
-      const outcome = authenticate(this.jwtRules, r);
+      const outcome = authenticate(this.jwtRules, r, opts.jwtVerifier);
       trace?.push({ step: 'jwt', message: outcome.message });
       if (outcome.kind === 'rejected') {
         return this.result(trace, mode, { decision: 'DENY', status: outcome.status, decidedBy: 'jwt', reason: outcome.reason });

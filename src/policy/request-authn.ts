@@ -59,6 +59,83 @@ export function findTokenLocations(rule: JwtRule, r: PreparedRequest): string[] 
   return found;
 }
 
+/** A token found in a request, with every rule that looks where it was found. */
+export interface FoundToken {
+  readonly token: string;
+  readonly locations: readonly string[];
+  readonly rules: readonly JwtRuleRef[];
+}
+
+/**
+ * Verifies raw tokens found in a request against the rules that found them (the jwt/ module implements it with
+ * key sets; the engine stays free of I/O and keys). Returns Envoy's outcome for the request.
+ */
+export interface JwtVerifier {
+  authenticate(tokens: readonly FoundToken[], allRules: readonly JwtRuleRef[]): JwtOutcome;
+}
+
+function cookieValue(header: string, name: string): string | undefined {
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+function afterPrefix(value: string, prefix: string): string | undefined {
+  const at = value.indexOf(prefix);
+  if (at < 0) return undefined;
+  const rest = value.slice(at + prefix.length).trim();
+  // Envoy takes the token up to the next comma or space (a Bearer value may be followed by other schemes).
+  const end = rest.search(/[ ,]/);
+  const token = end < 0 ? rest : rest.slice(0, end);
+  return token === '' ? undefined : token;
+}
+
+/** The tokens every rule finds in the request, grouped by token value (same order as the rules). */
+export function extractTokens(rules: readonly JwtRuleRef[], r: PreparedRequest): FoundToken[] {
+  const h = r.http;
+  if (h === undefined) return [];
+  const byToken = new Map<string, { locations: string[]; rules: JwtRuleRef[] }>();
+  const add = (token: string, location: string, ref: JwtRuleRef): void => {
+    let e = byToken.get(token);
+    if (e === undefined) byToken.set(token, (e = { locations: [], rules: [] }));
+    if (!e.locations.includes(location)) e.locations.push(location);
+    if (!e.rules.includes(ref)) e.rules.push(ref);
+  };
+  const params = new URLSearchParams(h.query.startsWith('?') ? h.query.slice(1) : h.query);
+  for (const ref of rules) {
+    const rule = ref.rule;
+    const custom = (rule.fromHeaders?.length ?? 0) + (rule.fromParams?.length ?? 0) + (rule.fromCookies?.length ?? 0) > 0;
+    if (!custom) {
+      const auth = h.headers['authorization'];
+      const t = auth === undefined ? undefined : afterPrefix(auth, 'Bearer ');
+      if (t !== undefined) add(t, 'header authorization (Bearer)', ref);
+      const q = params.get('access_token');
+      if (q !== null && q !== '') add(q, 'query parameter access_token', ref);
+      continue;
+    }
+    for (const fh of rule.fromHeaders ?? []) {
+      const v = h.headers[fh.name.toLowerCase()];
+      if (v === undefined) continue;
+      const t = fh.prefix === undefined || fh.prefix === '' ? v.trim() : afterPrefix(v, fh.prefix);
+      if (t !== undefined && t !== '') add(t, `header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`, ref);
+    }
+    for (const p of rule.fromParams ?? []) {
+      const q = params.get(p);
+      if (q !== null && q !== '') add(q, `query parameter ${p}`, ref);
+    }
+    const cookies = h.headers['cookie'];
+    if (cookies !== undefined) {
+      for (const c of rule.fromCookies ?? []) {
+        const v = cookieValue(cookies, c);
+        if (v !== undefined && v !== '') add(v, `cookie ${c}`, ref);
+      }
+    }
+  }
+  return [...byToken].map(([token, e]) => ({ token, locations: e.locations, rules: e.rules }));
+}
+
 function hasTokenAfter(value: string, prefix: string): boolean {
   const at = value.indexOf(prefix);
   return at >= 0 && at + prefix.length < value.length;
@@ -85,7 +162,7 @@ function jwtAudiences(jwt: VerifiedJwt): string[] {
  * are still checked against the workload's rules, with Envoy's outcomes: an issuer no rule accepts is 401, an
  * audience no rule accepts is 403. A raw token without `auth` cannot be verified here: it fails closed.
  */
-export function authenticate(rules: readonly JwtRuleRef[], r: PreparedRequest): JwtOutcome {
+export function authenticate(rules: readonly JwtRuleRef[], r: PreparedRequest, verifier?: JwtVerifier): JwtOutcome {
   const supplied = r.raw.auth;
   if (rules.length === 0) {
     return {
@@ -97,6 +174,10 @@ export function authenticate(rules: readonly JwtRuleRef[], r: PreparedRequest): 
   }
   if (r.http === undefined) return { kind: 'none', message: 'TCP traffic: JWT authentication does not apply' };
   if (isCorsPreflight(r)) return { kind: 'skipped', message: 'CORS preflight request: JWT checks are bypassed' };
+  if (supplied === undefined && verifier !== undefined) {
+    const tokens = extractTokens(rules, r);
+    if (tokens.length > 0) return verifier.authenticate(tokens, rules);
+  }
   if (supplied === undefined) {
     for (const ref of rules) {
       const locs = findTokenLocations(ref.rule, r);

@@ -1,0 +1,158 @@
+import type { JWTPayload } from 'jose';
+import type { FoundToken, JwtOutcome, JwtRuleRef, JwtVerifier } from '../policy/request-authn.ts';
+import type { VerifiedJwt } from '../policy/request.ts';
+import type { KeySet } from './key-set.ts';
+import { audiencesOf, CLOCK_SKEW_SECONDS, decodeToken, ENVOY_MESSAGES, JwtError, verifyToken, type JwtFailure } from './verify.ts';
+
+/**
+ * The RequestAuthentication step for raw tokens, with Envoy's requirement semantics: every token found must be
+ * accepted by one of the rules that found it (issuer, keys, time), and by the audiences of one of those; a bad token
+ * is 401 and an audience no rule lists is 403. Verified tokens are cached per key set until they expire, so a
+ * client repeating its token costs a map lookup.
+ */
+
+/** The keys of one rule right now: a key set, or why there is none (the JWKS could not be fetched or parsed). */
+export type KeySetState = { readonly keys: KeySet } | { readonly unavailable: string };
+
+export interface JwtAuthenticatorOptions {
+  readonly keysFor: (ref: JwtRuleRef) => KeySetState;
+  /** Milliseconds since the epoch. */
+  readonly now?: () => number;
+  /** Verified tokens kept per key set. */
+  readonly cacheSize?: number;
+}
+
+const DEFAULT_SPACE_DELIMITED = ['scope', 'permission'];
+
+class VerifiedCache {
+  readonly #max: number;
+  readonly #byKeys = new WeakMap<KeySet, Map<string, JWTPayload>>();
+  constructor(max: number) {
+    this.#max = max;
+  }
+  get(keys: KeySet, token: string, nowSeconds: number): JWTPayload | undefined {
+    const m = this.#byKeys.get(keys);
+    const hit = m?.get(token);
+    if (hit === undefined) return undefined;
+    // Evicted at expiry: the full check then reports the expiry.
+    if (typeof hit.exp === 'number' && nowSeconds > hit.exp + CLOCK_SKEW_SECONDS) {
+      m!.delete(token);
+      return undefined;
+    }
+    return hit;
+  }
+  set(keys: KeySet, token: string, payload: JWTPayload): void {
+    let m = this.#byKeys.get(keys);
+    if (m === undefined) this.#byKeys.set(keys, (m = new Map()));
+    if (m.size >= this.#max) m.delete(m.keys().next().value!);
+    m.set(token, payload);
+  }
+}
+
+interface Failure {
+  readonly reason: JwtFailure;
+  readonly detail: string;
+}
+
+export class JwtAuthenticator implements JwtVerifier {
+  readonly #keysFor: (ref: JwtRuleRef) => KeySetState;
+  readonly #now: () => number;
+  readonly #cache: VerifiedCache;
+
+  constructor(options: JwtAuthenticatorOptions) {
+    this.#keysFor = options.keysFor;
+    this.#now = options.now ?? Date.now;
+    this.#cache = new VerifiedCache(options.cacheSize ?? 10_000);
+  }
+
+  authenticate(tokens: readonly FoundToken[], _allRules: readonly JwtRuleRef[]): JwtOutcome {
+    let first: { jwt: VerifiedJwt; accepted: JwtRuleRef[] } | undefined;
+    for (const found of tokens) {
+      const r = this.#one(found);
+      if ('reason' in r) {
+        const status = r.reason === 'audience' ? 403 : 401;
+        return {
+          kind: 'rejected', status, reason: ENVOY_MESSAGES[r.reason],
+          message: `token in ${found.locations.join(', ')}: ${ENVOY_MESSAGES[r.reason]}: ${r.detail}`,
+        };
+      }
+      first ??= r;
+    }
+    if (first === undefined) return { kind: 'none', message: 'no token found' };
+    const spaceDelimited = new Set(DEFAULT_SPACE_DELIMITED);
+    for (const ref of first.accepted) for (const c of ref.rule.spaceDelimitedClaims ?? []) spaceDelimited.add(c);
+    const by = first.accepted[0]!;
+    const extra = tokens.length > 1 ? ` (${tokens.length} tokens, each verified)` : '';
+    return {
+      kind: 'verified', jwt: first.jwt, spaceDelimited,
+      message: `token verified: principal ${first.jwt.principal ?? '(no iss/sub)'}, accepted by ${by.policy} jwtRules[${by.index}]${extra}`,
+    };
+  }
+
+  #one(found: FoundToken): Failure | { jwt: VerifiedJwt; accepted: JwtRuleRef[] } {
+    const nowSeconds = Math.floor(this.#now() / 1000);
+    let decoded;
+    try {
+      decoded = decodeToken(found.token);
+    } catch (err) {
+      if (err instanceof JwtError) return { reason: err.reason, detail: detailOf(err) };
+      throw err;
+    }
+    const iss = typeof decoded.payload.iss === 'string' ? decoded.payload.iss : undefined;
+    // A rule without issuer (jwksUri only) does not check `iss` in Envoy.
+    const candidates = found.rules.filter((ref) => ref.rule.issuer === undefined || ref.rule.issuer === '' || ref.rule.issuer === iss);
+    if (candidates.length === 0) {
+      return {
+        reason: 'issuer-not-configured',
+        detail: `issuer ${JSON.stringify(iss ?? '')} is not accepted by the rules looking there (${found.rules.map((x) => JSON.stringify(x.rule.issuer ?? '')).join(', ')})`,
+      };
+    }
+    const verified: JwtRuleRef[] = [];
+    let payload: JWTPayload | undefined;
+    let failure: Failure | undefined;
+    for (const ref of candidates) {
+      const state = this.#keysFor(ref);
+      if ('unavailable' in state) {
+        failure ??= { reason: 'keys-unavailable', detail: `keys of ${ref.policy} jwtRules[${ref.index}]: ${state.unavailable}` };
+        continue;
+      }
+      const cached = this.#cache.get(state.keys, found.token, nowSeconds);
+      if (cached !== undefined) {
+        payload = cached;
+        verified.push(ref);
+        continue;
+      }
+      try {
+        payload = verifyToken(found.token, state.keys, nowSeconds, decoded).payload;
+        this.#cache.set(state.keys, found.token, payload);
+        verified.push(ref);
+      } catch (err) {
+        if (!(err instanceof JwtError)) throw err;
+        failure ??= { reason: err.reason, detail: detailOf(err) };
+      }
+    }
+    if (verified.length === 0 || payload === undefined) return failure ?? { reason: 'bad-signature', detail: 'no rule verified the token' };
+    const aud = audiencesOf(payload);
+    const accepted = verified.filter((ref) => {
+      const want = ref.rule.audiences ?? [];
+      return want.length === 0 || want.some((a) => aud.includes(a));
+    });
+    if (accepted.length === 0) {
+      return { reason: 'audience', detail: `audiences ${JSON.stringify(aud)} match none of ${JSON.stringify(verified.flatMap((x) => x.rule.audiences ?? []))}` };
+    }
+    const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
+    const azp = (payload as { azp?: unknown }).azp;
+    const jwt: VerifiedJwt = {
+      ...(iss !== undefined && sub !== undefined ? { principal: `${iss}/${sub}` } : {}),
+      audiences: aud,
+      ...(typeof azp === 'string' ? { presenter: azp } : {}),
+      claims: payload as Record<string, unknown>,
+    };
+    return { jwt, accepted };
+  }
+}
+
+function detailOf(err: JwtError): string {
+  const prefix = `${ENVOY_MESSAGES[err.reason]}: `;
+  return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+}

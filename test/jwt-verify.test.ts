@@ -1,0 +1,195 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac, createPublicKey, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { SignJWT, type JWK } from 'jose';
+import { JwksError, KeySet } from '../src/jwt/key-set.ts';
+import { JwtError, verifyToken, type JwtFailure } from '../src/jwt/verify.ts';
+
+const NOW = Math.floor(Date.now() / 1000);
+const ISS = 'https://issuer.rampart.example';
+
+const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+
+interface Signer {
+  readonly privateKey: KeyObject;
+  readonly publicJwk: JWK;
+}
+
+function es256(kid = 'es-1'): Signer {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { privateKey, publicJwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg: 'ES256', use: 'sig' } };
+}
+function rsa(kid = 'rs-1', bits = 2048): Signer {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: bits });
+  return { privateKey, publicJwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), kid } };
+}
+function ed(kid = 'ed-1'): Signer {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return { privateKey, publicJwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), kid } };
+}
+
+const EC = es256();
+const RSA = rsa();
+const ED = ed();
+const claims = { iss: ISS, sub: 'alice', aud: 'httpbin', exp: NOW + 3600, iat: NOW };
+
+async function jwt(s: Signer, alg: string, payload: Record<string, unknown> = claims, header: Record<string, unknown> = {}): Promise<string> {
+  return new SignJWT(payload).setProtectedHeader({ alg, kid: s.publicJwk.kid as string, ...header }).sign(s.privateKey);
+}
+
+/** A token put together by hand: what an attacker can send. */
+function handMade(header: Record<string, unknown>, payload: Record<string, unknown>, signature = ''): string {
+  return `${b64(header)}.${b64(payload)}.${signature}`;
+}
+
+/** A validly signed ES256 token with any header, signed with node:crypto (jose refuses to sign some of these). */
+function signedByHand(header: Record<string, unknown>, payload: Record<string, unknown>): string {
+  const input = `${b64(header)}.${b64(payload)}`;
+  return `${input}.${cryptoSign('sha256', Buffer.from(input), { key: EC.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+}
+
+let keysCache: KeySet | undefined;
+async function keys(): Promise<KeySet> {
+  keysCache ??= await KeySet.fromJwks({ keys: [EC.publicJwk, RSA.publicJwk, ED.publicJwk] }, 'test jwks');
+  return keysCache;
+}
+
+async function rejects(token: string | Promise<string>, reason: JwtFailure, detail?: RegExp): Promise<void> {
+  const t = await token;
+  const ks = await keys();
+  assert.throws(
+    () => verifyToken(t, ks, NOW),
+    (err: unknown) => {
+      assert.ok(err instanceof JwtError, String(err));
+      assert.equal(err.reason, reason, err.message);
+      if (detail !== undefined) assert.match(err.message, detail);
+      return true;
+    },
+  );
+}
+
+test('valid tokens of every supported algorithm verify', async () => {
+  const ks = await keys();
+  const cases: Array<[Signer, string]> = [[EC, 'ES256'], [RSA, 'RS256'], [RSA, 'RS384'], [RSA, 'RS512'], [RSA, 'PS256'], [RSA, 'PS384'], [RSA, 'PS512'], [ED, 'EdDSA']];
+  for (const [s, alg] of cases) {
+    const d = verifyToken(await jwt(s, alg), ks, NOW);
+    assert.equal(d.payload.sub, 'alice', alg);
+    assert.equal(d.alg, alg);
+  }
+  const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  const ks384 = await KeySet.fromJwks({ keys: [{ ...(p384.publicKey.export({ format: 'jwk' }) as JWK), kid: 'p384' }] }, 'p384');
+  assert.equal(verifyToken(await jwt({ privateKey: p384.privateKey, publicJwk: { kid: 'p384' } }, 'ES384'), ks384, NOW).alg, 'ES384');
+});
+
+test('without kid, every key able to verify the algorithm is tried', async () => {
+  const ks = await keys();
+  const t = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256' }).sign(RSA.privateKey);
+  assert.equal(verifyToken(t, ks, NOW).payload.sub, 'alice');
+});
+
+// One row per attack; each must fail for the stated reason.
+const attacks: Array<{ name: string; token: () => Promise<string> | string; reason: JwtFailure; detail?: RegExp }> = [
+  { name: 'alg none', token: () => handMade({ alg: 'none' }, claims), reason: 'alg-not-allowed' },
+  { name: 'alg None (casing)', token: () => handMade({ alg: 'None', kid: 'es-1' }, claims, 'x'), reason: 'alg-not-allowed' },
+  { name: 'alg NONE (casing)', token: () => handMade({ alg: 'NONE' }, claims), reason: 'alg-not-allowed' },
+  {
+    name: 'HS256 signed with the RSA public key (key confusion)',
+    token: () => {
+      const pem = createPublicKey(RSA.privateKey).export({ format: 'pem', type: 'spki' });
+      const input = `${b64({ alg: 'HS256', kid: 'rs-1' })}.${b64(claims)}`;
+      return `${input}.${createHmac('sha256', pem).update(input).digest('base64url')}`;
+    },
+    reason: 'alg-not-allowed',
+  },
+  { name: 'unknown kid', token: () => jwt({ ...EC, publicJwk: { kid: 'nope' } }, 'ES256'), reason: 'no-key', detail: /kid "nope"/ },
+  { name: 'kid with path traversal', token: () => jwt({ ...EC, publicJwk: { kid: '../../etc/passwd' } }, 'ES256'), reason: 'no-key' },
+  { name: 'kid with injection text', token: () => jwt({ ...EC, publicJwk: { kid: "' OR 1=1 --" } }, 'ES256'), reason: 'no-key' },
+  {
+    name: 'embedded jwk header (attacker key)',
+    token: async () => {
+      const evil = es256('es-1');
+      return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'es-1', jwk: evil.publicJwk }).sign(evil.privateKey);
+    },
+    reason: 'bad-signature',
+  },
+  {
+    name: 'jku header pointing elsewhere',
+    token: async () => {
+      const evil = es256('es-1');
+      return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'es-1', jku: 'https://evil.example/jwks' }).sign(evil.privateKey);
+    },
+    reason: 'bad-signature',
+  },
+  { name: 'unknown crit (validly signed)', token: () => signedByHand({ alg: 'ES256', kid: 'es-1', crit: ['exp-ext'], 'exp-ext': 1 }, claims), reason: 'crit' },
+  { name: 'expired beyond the skew', token: () => jwt(EC, 'ES256', { ...claims, exp: NOW - 61 }), reason: 'expired' },
+  { name: 'not yet valid beyond the skew', token: () => jwt(EC, 'ES256', { ...claims, nbf: NOW + 61 }), reason: 'not-yet-valid' },
+  { name: 'exp not a number', token: () => jwt(EC, 'ES256', { ...claims, exp: 'tomorrow' }), reason: 'bad-payload' },
+  { name: 'malformed base64url', token: async () => (await jwt(EC, 'ES256')).replace('.', '.*'), reason: 'malformed' },
+  { name: 'two segments', token: async () => (await jwt(EC, 'ES256')).split('.').slice(0, 2).join('.'), reason: 'malformed' },
+  { name: 'four segments', token: async () => `${await jwt(EC, 'ES256')}.x`, reason: 'malformed' },
+  { name: 'JWE compact (five segments)', token: () => 'eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d', reason: 'malformed', detail: /encrypted/ },
+  { name: 'header not JSON', token: () => `${b64('not json')}.${b64(claims)}.x`, reason: 'bad-header' },
+  { name: 'payload not JSON', token: () => `${b64({ alg: 'ES256', kid: 'es-1' })}.${b64('[1,')}.x`, reason: 'bad-payload' },
+  { name: 'ECDSA signature r = s = 0', token: () => handMade({ alg: 'ES256', kid: 'es-1' }, claims, Buffer.alloc(64).toString('base64url')), reason: 'bad-signature' },
+  { name: 'signature of another payload', token: async () => { const [h, , s] = (await jwt(EC, 'ES256')).split('.'); return `${h}.${b64({ ...claims, sub: 'admin' })}.${s}`; }, reason: 'bad-signature' },
+  { name: 'RS256 token signed with a key of the right kid but wrong type (ES256 key)', token: () => jwt({ ...RSA, publicJwk: { kid: 'es-1' } }, 'RS256'), reason: 'no-key' },
+  { name: 'oversized token', token: () => handMade({ alg: 'ES256' }, { ...claims, pad: 'x'.repeat(20_000) }, 'x'), reason: 'too-large' },
+  {
+    name: 'ES256 token whose kid names an EdDSA key',
+    token: () => jwt({ ...EC, publicJwk: { kid: 'ed-1' } }, 'ES256'),
+    reason: 'no-key',
+  },
+];
+
+for (const a of attacks) {
+  test(`attack: ${a.name} → ${a.reason}`, async () => {
+    await rejects(a.token(), a.reason, a.detail);
+  });
+}
+
+test('exp and nbf within the 60 s skew are accepted', async () => {
+  const ks = await keys();
+  assert.ok(verifyToken(await jwt(EC, 'ES256', { ...claims, exp: NOW - 59 }), ks, NOW));
+  assert.ok(verifyToken(await jwt(EC, 'ES256', { ...claims, nbf: NOW + 59 }), ks, NOW));
+});
+
+test('a token signed by hand with node:crypto in IEEE P1363 form verifies (no jose on the signing side)', async () => {
+  const input = `${b64({ alg: 'ES256', kid: 'es-1' })}.${b64(claims)}`;
+  const sig = cryptoSign('sha256', Buffer.from(input), { key: EC.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url');
+  assert.equal(verifyToken(`${input}.${sig}`, await keys(), NOW).payload.sub, 'alice');
+  // The same signature DER-encoded is not a JWS signature.
+  const der = cryptoSign('sha256', Buffer.from(input), EC.privateKey).toString('base64url');
+  assert.throws(() => verifyToken(`${input}.${der}`, keysCache!, NOW), (e: unknown) => e instanceof JwtError && e.reason === 'bad-signature');
+});
+
+test('key sets: unusable keys are skipped with a reason, an unusable set is an error', async () => {
+  const small = rsa('small', 1024);
+  const hmac: JWK = { kty: 'oct', k: 'c2VjcmV0', kid: 'hs' };
+  const ks = await KeySet.fromJwks({ keys: [EC.publicJwk, small.publicJwk, hmac, { kty: 'EC', crv: 'secp256k1', x: 'a', y: 'b' }, { ...RSA.publicJwk, alg: 'ES256' }, 'x'] }, 'mixed');
+  assert.equal(ks.keys.length, 1);
+  assert.equal(ks.skipped.length, 5);
+  assert.match(ks.skipped.join('\n'), /1024 bits/);
+  assert.match(ks.skipped.join('\n'), /symmetric \(oct\) keys are refused/);
+  assert.match(ks.skipped.join('\n'), /secp256k1/);
+  assert.match(ks.skipped.join('\n'), /alg "ES256" does not fit a RSA key/);
+  // A 1024-bit RSA token finds no usable key.
+  await assert.rejects(KeySet.fromJwks({ keys: [small.publicJwk] }, 'small only'), (e: unknown) => e instanceof JwksError && /no usable key/.test(e.message));
+  for (const bad of ['not json', '{"keys": 3}', '[]', '{}']) {
+    await assert.rejects(KeySet.fromJwks(bad, 'bad'), JwksError, bad);
+  }
+  await assert.rejects(KeySet.fromJwks({ keys: [] }, 'empty'), /empty/);
+});
+
+test('a key set that leaks a private key only ever uses the public part', async () => {
+  const leaked = (EC.privateKey.export({ format: 'jwk' }) as JWK);
+  const ks = await KeySet.fromJwks({ keys: [{ ...leaked, kid: 'es-1' }] }, 'leaky');
+  assert.equal(ks.keys[0]!.key.type, 'public');
+  assert.equal(verifyToken(await jwt(EC, 'ES256'), ks, NOW).payload.sub, 'alice');
+});
+
+test('a JWK with alg pins it: an RS256-only key refuses a PS256 token', async () => {
+  const ks = await KeySet.fromJwks({ keys: [{ ...RSA.publicJwk, alg: 'RS256' }] }, 'pinned');
+  assert.ok(verifyToken(await jwt(RSA, 'RS256'), ks, NOW));
+  assert.throws(() => verifyToken('', ks, NOW), (e: unknown) => e instanceof JwtError && e.reason === 'malformed');
+  await assert.rejects(async () => verifyToken(await jwt(RSA, 'PS256'), ks, NOW), (e: unknown) => e instanceof JwtError && e.reason === 'no-key');
+});
