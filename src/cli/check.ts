@@ -6,6 +6,9 @@ import { PolicyEngine } from '../policy/engine.ts';
 import { formatDecision } from '../policy/explain.ts';
 import { parseCheckRequest } from '../policy/request.ts';
 import { formatDiagnostic } from '../resources/diagnostic.ts';
+import type { RequestAuthentication } from '../resources/types.ts';
+import { JwtAuthenticator } from '../jwt/authenticator.ts';
+import { KeyRegistry } from '../jwt/key-registry.ts';
 
 export interface CheckOptions {
   readonly config: readonly string[];
@@ -13,6 +16,8 @@ export interface CheckOptions {
   readonly mesh?: string;
   readonly extAuthz?: 'allow' | 'deny';
   readonly json?: boolean;
+  /** `ISSUER=FILE`: that issuer's keys come from FILE (a JWKS) instead of the rule's jwks/jwksUri. */
+  readonly jwks?: readonly string[];
 }
 
 export interface CommandOutput {
@@ -52,7 +57,35 @@ export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
     throw e;
   }
   const engine = new PolicyEngine(cfg.resources, cfg.mesh);
-  const decision = engine.decide(request, { trace: true, ...(opts.extAuthz === undefined ? {} : { extAuthz: opts.extAuthz }) });
+  // Raw tokens are verified against the rules' keys: inline jwks, --jwks files, or jwksUri fetched once.
+  const authns = cfg.resources.filter((r): r is RequestAuthentication => r.kind === 'RequestAuthentication');
+  let jwtVerifier: JwtAuthenticator | undefined;
+  const keyNotes: string[] = [];
+  if (authns.length > 0) {
+    const overrides = new Map<string, string>();
+    for (const spec of opts.jwks ?? []) {
+      const eq = spec.lastIndexOf('=');
+      if (eq <= 0) return bad(`--jwks ${spec}: write it as ISSUER=FILE`);
+      try {
+        overrides.set(spec.slice(0, eq), await readFile(spec.slice(eq + 1), 'utf8'));
+      } catch {
+        return bad(`--jwks ${spec}: cannot read ${spec.slice(eq + 1)}`);
+      }
+    }
+    const registry = await KeyRegistry.create(authns, {
+      overrides,
+      onEvent: (e) => {
+        if (e.type === 'fetch-failed') keyNotes.push(`JWKS ${e.uri} could not be fetched: ${e.error}`);
+      },
+    });
+    jwtVerifier = new JwtAuthenticator({ keysFor: (ref) => registry.keysFor(ref) });
+  }
+  const decision = engine.decide(request, {
+    trace: true,
+    ...(opts.extAuthz === undefined ? {} : { extAuthz: opts.extAuthz }),
+    ...(jwtVerifier === undefined ? {} : { jwtVerifier }),
+  });
+  warnings.push(...keyNotes);
   const stdout = opts.json === true ? JSON.stringify(decision, null, 2) : formatDecision(decision);
   return { exitCode: decision.decision === 'ALLOW' ? 0 : 1, stdout: stdout + '\n', stderr: warnings.length > 0 ? warnings.join('\n') + '\n' : '' };
 }

@@ -38,8 +38,9 @@ export function buildProgram(): Command {
     .requiredOption('-r, --request <file>', 'request JSON file, or "-" for standard input')
     .option('--mesh <file>', 'MeshConfig (Istio field names); default: Istio defaults')
     .addOption(new Option('--ext-authz <answer>', 'what a CUSTOM provider answers').choices(['allow', 'deny']))
+    .option('--jwks <issuer=file...>', "verify that issuer's tokens with a local JWKS file instead of the rule's jwks/jwksUri")
     .option('--json', 'machine-readable output')
-    .action(async (o: { config: string[]; request: string; mesh?: string; extAuthz?: 'allow' | 'deny'; json?: boolean }) => {
+    .action(async (o: { config: string[]; request: string; mesh?: string; extAuthz?: 'allow' | 'deny'; json?: boolean; jwks?: string[] }) => {
       emit(await (await import('./check.ts')).runCheck(o));
     });
 

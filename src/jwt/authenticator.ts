@@ -20,6 +20,8 @@ export interface JwtAuthenticatorOptions {
   readonly now?: () => number;
   /** Verified tokens kept per key set. */
   readonly cacheSize?: number;
+  /** A token named a kid the rule's key set lacks (the key source may refetch). */
+  readonly onUnknownKid?: (ref: JwtRuleRef) => void;
 }
 
 const DEFAULT_SPACE_DELIMITED = ['scope', 'permission'];
@@ -58,8 +60,10 @@ export class JwtAuthenticator implements JwtVerifier {
   readonly #keysFor: (ref: JwtRuleRef) => KeySetState;
   readonly #now: () => number;
   readonly #cache: VerifiedCache;
+  readonly #onUnknownKid: ((ref: JwtRuleRef) => void) | undefined;
 
   constructor(options: JwtAuthenticatorOptions) {
+    this.#onUnknownKid = options.onUnknownKid;
     this.#keysFor = options.keysFor;
     this.#now = options.now ?? Date.now;
     this.#cache = new VerifiedCache(options.cacheSize ?? 10_000);
@@ -128,6 +132,7 @@ export class JwtAuthenticator implements JwtVerifier {
         verified.push(ref);
       } catch (err) {
         if (!(err instanceof JwtError)) throw err;
+        if (err.reason === 'no-key' && decoded.header.kid !== undefined) this.#onUnknownKid?.(ref);
         failure ??= { reason: err.reason, detail: detailOf(err) };
       }
     }

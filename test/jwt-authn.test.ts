@@ -1,0 +1,230 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SignJWT, type JWK } from 'jose';
+import { JwtAuthenticator } from '../src/jwt/authenticator.ts';
+import { KeyRegistry } from '../src/jwt/key-registry.ts';
+import type { JwksEvent } from '../src/jwt/jwks-source.ts';
+import { PolicyEngine } from '../src/policy/engine.ts';
+import { parseCheckRequest } from '../src/policy/request.ts';
+import { loadResources } from '../src/resources/load.ts';
+import type { RequestAuthentication } from '../src/resources/types.ts';
+import { outcome, httpRequest } from './support/decide.ts';
+import { ap, docs, ra } from './support/yaml.ts';
+
+const NOW = Math.floor(Date.now() / 1000);
+
+interface Issuer {
+  readonly iss: string;
+  keys: Array<{ privateKey: KeyObject; jwk: JWK }>;
+}
+
+function newKey(kid: string): { privateKey: KeyObject; jwk: JWK } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { privateKey, jwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg: 'ES256' } };
+}
+
+function token(issuer: Issuer, claims: Record<string, unknown> = {}, keyIndex = 0): Promise<string> {
+  const k = issuer.keys[keyIndex]!;
+  return new SignJWT({ iss: issuer.iss, sub: 'alice', aud: 'httpbin', exp: NOW + 3600, iat: NOW, ...claims })
+    .setProtectedHeader({ alg: 'ES256', kid: k.jwk.kid as string })
+    .sign(k.privateKey);
+}
+
+/** A real JWKS server on 127.0.0.1 serving each issuer's current public keys; `delayMs` slows every answer. */
+async function jwksServer(issuers: Issuer[]): Promise<{ url: (i: number) => string; hits: () => number; delayMs: { value: number }; down: { value: boolean }; close: () => Promise<void> }> {
+  let hits = 0;
+  const delayMs = { value: 0 };
+  const down = { value: false };
+  const server = http.createServer((req, res) => {
+    hits++;
+    const i = Number((req.url ?? '').split('/')[1]);
+    const issuer = issuers[i];
+    setTimeout(() => {
+      if (down.value || issuer === undefined) {
+        res.writeHead(503).end('down');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: issuer.keys.map((k) => k.jwk) }));
+    }, delayMs.value);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: (i) => `http://127.0.0.1:${port}/${i}/jwks.json`,
+    hits: () => hits,
+    delayMs,
+    down,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+async function setup(yaml: string, options: { minRefetchMs?: number; overrides?: Map<string, string> } = {}): Promise<{ decide: (req: unknown) => ReturnType<PolicyEngine['decide']>; registry: KeyRegistry; events: JwksEvent[] }> {
+  const loaded = loadResources([{ file: 'p.yaml', text: yaml }]);
+  assert.deepEqual(loaded.diagnostics.filter((d) => d.severity === 'error'), []);
+  const events: JwksEvent[] = [];
+  const registry = await KeyRegistry.create(loaded.resources.filter((r): r is RequestAuthentication => r.kind === 'RequestAuthentication'), {
+    minRefetchMs: options.minRefetchMs ?? 0,
+    onEvent: (e) => events.push(e),
+    ...(options.overrides === undefined ? {} : { overrides: options.overrides }),
+  });
+  const verifier = new JwtAuthenticator({ keysFor: (ref) => registry.keysFor(ref), onUnknownKid: (ref) => registry.unknownKid(ref) });
+  const engine = new PolicyEngine(loaded.resources);
+  return { decide: (req) => engine.decide(parseCheckRequest(req), { trace: true, jwtVerifier: verifier }), registry, events };
+}
+
+const bearer = (t: string): Record<string, string> => ({ authorization: `Bearer ${t}` });
+
+test('Istio outcomes with a jwksUri served on 127.0.0.1: no token passes, bad token 401, audience 403, principal for policy', async () => {
+  const A: Issuer = { iss: 'https://a.example', keys: [newKey('a1')] };
+  const srv = await jwksServer([A]);
+  try {
+    const { decide } = await setup(docs(
+      ra('jwt', { selector: { matchLabels: { app: 'httpbin' } }, jwtRules: [{ issuer: A.iss, jwksUri: srv.url(0), audiences: ['httpbin'] }] }),
+      ap('require', { selector: { matchLabels: { app: 'httpbin' } }, rules: [{ from: [{ source: { requestPrincipals: ['https://a.example/alice'] } }], when: [{ key: 'request.auth.claims[groups]', values: ['dev'] }] }] }),
+    ));
+    const good = await token(A, { groups: ['dev', 'ops'] });
+    const rows: Array<[string, unknown, string, RegExp?]> = [
+      ['no token: authn passes, authorization denies', httpRequest({}), 'DENY 403', /no rule of the 1 ALLOW policy matched/],
+      ['valid token with the group', httpRequest({ headers: bearer(good) }), 'ALLOW'],
+      ['valid token without the group', httpRequest({ headers: bearer(await token(A)) }), 'DENY 403'],
+      ['expired', httpRequest({ headers: bearer(await token(A, { exp: NOW - 120 })) }), 'DENY 401', /Jwt is expired/],
+      ['audience not listed', httpRequest({ headers: bearer(await token(A, { aud: ['other'] })) }), 'DENY 403', /Audiences in Jwt are not allowed/],
+      ['issuer not configured', httpRequest({ headers: bearer(await token({ ...A, iss: 'https://evil.example' })) }), 'DENY 401', /Jwt issuer is not configured/],
+      ['in the access_token query parameter', httpRequest({ path: `/ip?access_token=${good}` }), 'ALLOW'],
+      ['a good and an expired token: each must verify', httpRequest({ path: `/ip?access_token=${await token(A, { exp: NOW - 120 })}`, headers: bearer(good) }), 'DENY 401'],
+      ['CORS preflight skips JWT', httpRequest({ method: 'OPTIONS', headers: { origin: 'https://x', 'access-control-request-method': 'GET', authorization: 'Bearer garbage' } }), 'DENY 403'],
+      ['garbage token', httpRequest({ headers: bearer('a.b') }), 'DENY 401', /Header\.Payload\.Signature/],
+    ];
+    for (const [name, req, want, reason] of rows) {
+      const d = decide(req);
+      assert.equal(outcome(d), want, `${name}: ${d.reason}`);
+      if (reason !== undefined) assert.match(d.reason, reason, name);
+    }
+    const d = decide(httpRequest({ headers: bearer(good) }));
+    assert.ok(d.trace?.some((s) => s.step === 'jwt' && /principal https:\/\/a\.example\/alice/.test(s.message)));
+  } finally {
+    await srv.close();
+  }
+});
+
+test('multiple issuers and custom locations (istio.io authn-policy): header with prefix, param, cookie; defaults off', async () => {
+  const A: Issuer = { iss: 'https://a.example', keys: [newKey('a1')] };
+  const B: Issuer = { iss: 'https://b.example', keys: [newKey('b1')] };
+  const { decide } = await setup(docs(
+    ra('jwt', {
+      selector: { matchLabels: { app: 'httpbin' } },
+      jwtRules: [
+        { issuer: A.iss, jwks: JSON.stringify({ keys: A.keys.map((k) => k.jwk) }), fromHeaders: [{ name: 'x-jwt-assertion', prefix: 'Token ' }], fromParams: ['my_token'] },
+        { issuer: B.iss, jwks: JSON.stringify({ keys: B.keys.map((k) => k.jwk) }), fromCookies: ['session'] },
+      ],
+    }),
+    ap('require', { selector: { matchLabels: { app: 'httpbin' } }, rules: [{ from: [{ source: { requestPrincipals: ['*'] } }] }] }),
+  ));
+  const a = await token(A);
+  const b = await token(B);
+  const rows: Array<[string, unknown, string]> = [
+    ['A in its header with prefix', httpRequest({ headers: { 'x-jwt-assertion': `Token ${a}` } }), 'ALLOW'],
+    ['A in its header without the prefix: no token found', httpRequest({ headers: { 'x-jwt-assertion': a } }), 'DENY 403'],
+    ['A in its param', httpRequest({ path: `/ip?my_token=${a}` }), 'ALLOW'],
+    ['B in its cookie', httpRequest({ headers: { cookie: `theme=dark; session=${b}` } }), 'ALLOW'],
+    ['B in A\'s header: issuer B is not configured there', httpRequest({ headers: { 'x-jwt-assertion': `Token ${b}` } }), 'DENY 401'],
+    ['A in Authorization: Bearer: defaults are off, no token', httpRequest({ headers: bearer(a) }), 'DENY 403'],
+  ];
+  for (const [name, req, want] of rows) {
+    const d = decide(req);
+    assert.equal(outcome(d), want, `${name}: ${d.reason}`);
+  }
+});
+
+test('key rotation at the issuer: an unknown kid triggers a refetch and the new key is used', async () => {
+  const A: Issuer = { iss: 'https://a.example', keys: [newKey('old')] };
+  const srv = await jwksServer([A]);
+  try {
+    const { decide, registry } = await setup(ra('jwt', { jwtRules: [{ issuer: A.iss, jwksUri: srv.url(0) }] }), { minRefetchMs: 0 });
+    assert.equal(outcome(decide(httpRequest({ headers: bearer(await token(A)) }))), 'ALLOW');
+    const fetchesBefore = srv.hits();
+    A.keys.unshift(newKey('new')); // the issuer rotates: new key first, old one still published
+    const fresh = await token(A);
+    const first = decide(httpRequest({ headers: bearer(fresh) }));
+    assert.equal(outcome(first), 'DENY 401', 'the request naming the unknown kid fails, as in Envoy');
+    assert.match(first.reason, /Jwks doesn't have key to match kid or alg from Jwt/);
+    await registry.sources[0]!.refresh(); // the refetch the first request started, awaited here
+    assert.ok(srv.hits() > fetchesBefore, 'the unknown kid caused a fetch');
+    assert.equal(outcome(decide(httpRequest({ headers: bearer(fresh) }))), 'ALLOW');
+    registry.stop();
+  } finally {
+    await srv.close();
+  }
+});
+
+test('unknown-kid refetches are rate-limited', async () => {
+  const A: Issuer = { iss: 'https://a.example', keys: [newKey('k')] };
+  const srv = await jwksServer([A]);
+  try {
+    const { decide, registry } = await setup(ra('jwt', { jwtRules: [{ issuer: A.iss, jwksUri: srv.url(0) }] }), { minRefetchMs: 60_000 });
+    const before = srv.hits();
+    const stranger: Issuer = { iss: A.iss, keys: [newKey('unknown')] };
+    for (let i = 0; i < 20; i++) assert.equal(outcome(decide(httpRequest({ headers: bearer(await token(stranger)) }))), 'DENY 401');
+    await registry.sources[0]!.refresh();
+    assert.ok(srv.hits() - before <= 2, `20 tokens with unknown kids caused ${srv.hits() - before} fetches`);
+    registry.stop();
+  } finally {
+    await srv.close();
+  }
+});
+
+test('JWKS unavailable: tokens fail closed (401), requests without tokens are unaffected, last good keys kept, failures reported', async () => {
+  const A: Issuer = { iss: 'https://a.example', keys: [newKey('a1')] };
+  const srv = await jwksServer([A]);
+  try {
+    const yaml = docs(ra('jwt', { jwtRules: [{ issuer: A.iss, jwksUri: srv.url(0), timeout: '200ms' }] }));
+    // Never reachable: 401 with Envoy's message.
+    srv.down.value = true;
+    const dead = await setup(yaml);
+    const d = dead.decide(httpRequest({ headers: bearer(await token(A)) }));
+    assert.equal(outcome(d), 'DENY 401');
+    assert.match(d.reason, /Jwks remote fetch is failed/);
+    assert.equal(outcome(dead.decide(httpRequest({}))), 'ALLOW', 'no token: the request goes on');
+    assert.ok(dead.events.some((e) => e.type === 'fetch-failed' && /503/.test(e.error)));
+    // Fetched once, then the server fails: the last good set stays in use.
+    srv.down.value = false;
+    const live = await setup(yaml);
+    srv.down.value = true;
+    await live.registry.sources[0]!.refresh();
+    assert.equal(live.registry.sources[0]!.stats.failures, 1);
+    assert.equal(outcome(live.decide(httpRequest({ headers: bearer(await token(A)) }))), 'ALLOW');
+    assert.ok(live.events.some((e) => e.type === 'fetch-failed' && e.keepingLastGood));
+    // Slower than the rule's timeout: unavailable.
+    srv.down.value = false;
+    srv.delayMs.value = 1_000;
+    const slow = await setup(yaml);
+    assert.match(slow.decide(httpRequest({ headers: bearer(await token(A)) })).reason, /Jwks remote fetch is failed/);
+    assert.ok(slow.events.some((e) => e.type === 'fetch-failed' && /within 200 ms/.test(e.error)));
+  } finally {
+    await srv.close();
+  }
+});
+
+test('a repeated token is served from the verified-token cache; the cache honours expiry', async () => {
+  const A: Issuer = { iss: 'https://a.example', keys: [newKey('a1')] };
+  const loaded = loadResources([{ file: 'p.yaml', text: ra('jwt', { jwtRules: [{ issuer: A.iss, jwks: JSON.stringify({ keys: A.keys.map((k) => k.jwk) }) }] }) }]);
+  const registry = await KeyRegistry.create(loaded.resources as RequestAuthentication[]);
+  let now = Date.now();
+  let lookups = 0;
+  const verifier = new JwtAuthenticator({ keysFor: (ref) => (lookups++, registry.keysFor(ref)), now: () => now });
+  const engine = new PolicyEngine(loaded.resources);
+  const t = await token(A, { exp: NOW + 100 });
+  const req = parseCheckRequest(httpRequest({ headers: bearer(t) }));
+  assert.equal(engine.decide(req, { jwtVerifier: verifier }).decision, 'ALLOW');
+  assert.equal(engine.decide(req, { jwtVerifier: verifier }).decision, 'ALLOW');
+  assert.equal(lookups, 2);
+  now += 200_000; // beyond exp + skew
+  const late = engine.decide(req, { jwtVerifier: verifier, trace: true });
+  assert.equal(outcome(late), 'DENY 401');
+  assert.match(late.reason, /Jwt is expired/);
+});
