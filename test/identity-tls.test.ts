@@ -502,7 +502,15 @@ describe("the client's expected server identity (secure naming)", () => {
   test('verifyTlsPeer on the client applies the same expectation', TEST_TIMEOUT, async () => {
     const f = await fx();
     await withServer(serverTlsOptions(f.server, f.bundle), f.bundle, async (server) => {
-      const results = await new Promise<{ match: string; mismatch: unknown }>((resolve, reject) => {
+      /** The principal verifyTlsPeer returns, or the error it throws (an exception must not escape the event handler). */
+      const attempt = (socket: TLSSocket, ids: readonly string[]): string | unknown => {
+        try {
+          return verifyTlsPeer(socket, f.bundle, 'server', { ids }).principal;
+        } catch (err) {
+          return err;
+        }
+      };
+      const results = await new Promise<{ match: unknown; mismatch: unknown }>((resolve, reject) => {
         const socket = tls.connect({ ...clientTlsOptions(f.client, f.bundle), host: '127.0.0.1', port: server.port });
         const timer = setTimeout(() => socket.destroy(new Error('timed out')), IO_TIMEOUT_MS);
         socket.on('error', (err) => {
@@ -511,13 +519,8 @@ describe("the client's expected server identity (secure naming)", () => {
         });
         socket.on('secureConnect', () => {
           clearTimeout(timer);
-          const match = verifyTlsPeer(socket, f.bundle, 'server', { ids: ['cluster.local/ns/default/sa/httpbin'] }).principal;
-          let mismatch: unknown;
-          try {
-            verifyTlsPeer(socket, f.bundle, 'server', { ids: ['cluster.local/ns/default/sa/reviews'] });
-          } catch (err) {
-            mismatch = err;
-          }
+          const match = attempt(socket, ['cluster.local/ns/default/sa/httpbin']);
+          const mismatch = attempt(socket, ['cluster.local/ns/default/sa/reviews']);
           socket.destroy();
           resolve({ match, mismatch });
         });

@@ -97,7 +97,10 @@ function legacyPeer(socket: TLSSocket): { readonly fingerprint256: string; reado
   return cert !== undefined && 'raw' in cert && cert.raw !== undefined ? (cert as PeerCertificate) : undefined;
 }
 
-/** The peer's chain as presented (leaf first), for logging and for CSR renewal authentication. */
+/**
+ * The peer's chain, leaf first, as the TLS stack built it: what the peer presented, completed by Node with issuers
+ * from the local trust store (so it usually ends with the bundle root). For logging and CSR renewal authentication.
+ */
 export function peerChain(socket: TLSSocket): X509Certificate[] {
   const out: X509Certificate[] = [];
   let cert = socket.getPeerCertificate(true) as DetailedPeerCertificate | Record<string, never> | undefined;
