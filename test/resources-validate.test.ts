@@ -659,6 +659,11 @@ const ERRORS: readonly Row[] = [
 
 const WARNINGS: readonly Row[] = [
   {
+    name: 'jwksUri over plain http (Istio accepts it; the keys can be swapped in transit)',
+    text: ra(['jwtRules:', '- issuer: i', '  jwksUri: http://jwks.example.com/keys']),
+    code: 'WARN_JWKS_URI_PLAINTEXT', path: 'spec.jwtRules[0].jwksUri', line: 7, message: 'plain http',
+  },
+  {
     name: 'AuthorizationPolicy selector without labels (validateWorkloadSelector)',
     text: ap(['selector: {}']),
     code: 'WARN_SELECTOR_NO_LABELS', path: 'spec.selector', line: 5, message: 'selects every workload',
@@ -1058,7 +1063,7 @@ spec:
     forwardOriginalToken: true
     timeout: 1.5s
     spaceDelimitedClaims: ["roles"]
-  - jwksUri: http://jwks.example.internal:8080/keys
+  - jwksUri: https://jwks.example.internal:8080/keys
     timeout: 1m30s
   - issuer: https://accounts.example.com
     timeout: 100ms

@@ -56,7 +56,31 @@ export function analyze(resources: readonly SecurityResource[], mesh: MeshSettin
       });
     }
   }
+  for (const r of requestAuthns) {
+    if (hasTargetRefs(r.spec as { targetRef?: unknown })) continue;
+    const targets: Workload[] = workloads !== undefined
+      ? workloads.filter((w) => appliesTo(r, w))
+      : [{ namespace: r.meta.namespace === root ? '' : r.meta.namespace, labels: selectorOf(r)?.matchLabels ?? {} }];
+    // Policies that require a token, or at least look at one (requestPrincipals or request.auth.* somewhere), show
+    // the author thought about tokens; the trap is a RequestAuthentication that nothing refers to.
+    const refersToTokens = (p: AuthorizationPolicy): boolean => requiresToken(p) || (p.spec.rules ?? []).some((x) => x !== null && usesRequestAuth(x));
+    const unprotected = targets.filter((w) => !resources.some((p) => p.kind === 'AuthorizationPolicy' && refersToTokens(p) && (w.namespace === '' ? p.meta.namespace === root : appliesTo(p, w))));
+    if (targets.length > 0 && unprotected.length > 0) {
+      warn(r, 'WARN_JWT_OPTIONAL', 'no AuthorizationPolicy of the workloads this selects looks at tokens: a request with no token passes, only a bad token is refused (401). To require one, add an ALLOW rule with requestPrincipals, or a DENY rule with notRequestPrincipals: ["*"]', selectorOf(r) === undefined ? 'metadata.namespace' : 'spec.selector');
+    }
+  }
   return out;
+}
+
+/** Whether a policy turns away requests without a verified token: DENY with notRequestPrincipals, or ALLOW whose every rule needs one. */
+function requiresToken(p: AuthorizationPolicy): boolean {
+  const rules = (p.spec.rules ?? []).filter((x): x is Rule => x !== null);
+  const action = p.spec.action ?? 'ALLOW';
+  if (action === 'DENY') return rules.some((rule) => (rule.from ?? []).some((f) => (f.source?.notRequestPrincipals?.length ?? 0) > 0));
+  if (action === 'ALLOW') {
+    return rules.length > 0 && rules.every((rule) => (rule.from ?? []).length > 0 && (rule.from ?? []).every((f) => (f.source?.requestPrincipals?.length ?? 0) > 0));
+  }
+  return false;
 }
 
 function usesRequestAuth(rule: Rule): boolean {

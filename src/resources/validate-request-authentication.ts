@@ -100,7 +100,12 @@ function checkJwksUri(r: Reporter, uri: string, path: Path): void {
   } catch {
     return invalid('is not a valid URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') invalid(`has scheme "${url.protocol.replace(/:$/, '')}"`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return invalid(`has scheme "${url.protocol.replace(/:$/, '')}"`);
+  // Istio accepts plain http; keys fetched over it can be swapped in transit, so say so (loopback excepted).
+  const loopback = url.hostname === 'localhost' || url.hostname === '[::1]' || url.hostname.startsWith('127.');
+  if (url.protocol === 'http:' && !loopback) {
+    r.warn(path, 'WARN_JWKS_URI_PLAINTEXT', `jwksUri "${uri}" is plain http: anyone on the path can replace the keys and mint accepted tokens; use https`);
+  }
 }
 
 /** istiod's ValidateDuration (pkg/config/validation/agent) and the CRD rule `duration(self) >= duration('1ms')`. */
