@@ -4,7 +4,8 @@ import { loadConfig } from '../io/load-config.ts';
 import { readStdin } from '../io/config-files.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { formatDecision } from '../policy/explain.ts';
-import { parseCheckRequest } from '../policy/request.ts';
+import { parseCheckRequest, prepareRequest } from '../policy/request.ts';
+import { collectJwtRules, extractTokens } from '../policy/request-authn.ts';
 import { formatDiagnostic } from '../resources/diagnostic.ts';
 import type { RequestAuthentication } from '../resources/types.ts';
 import { JwtAuthenticator } from '../jwt/authenticator.ts';
@@ -61,7 +62,9 @@ export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
   const authns = cfg.resources.filter((r): r is RequestAuthentication => r.kind === 'RequestAuthentication');
   let jwtVerifier: JwtAuthenticator | undefined;
   const keyNotes: string[] = [];
-  if (authns.length > 0) {
+  // Keys are loaded (and jwksUri fetched) only when the request carries a token some rule would find.
+  const carriesToken = authns.length > 0 && extractTokens(collectJwtRules(authns), prepareRequest(request, cfg.mesh.pathNormalization)).length > 0;
+  if (carriesToken) {
     const overrides = new Map<string, string>();
     for (const spec of opts.jwks ?? []) {
       const eq = spec.lastIndexOf('=');

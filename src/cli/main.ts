@@ -96,6 +96,16 @@ export function buildProgram(): Command {
       emit(await (await import('./ca.ts')).runCaUse({ ca: dir, signer: o.signer }));
     });
 
+  const jwt = program.command('jwt').description('JSON Web Tokens');
+  jwt.command('decode')
+    .description('show header, claims and times of a token and what would make Rampart (as Envoy) refuse it (exit 1 if anything would)')
+    .argument('<token>', 'the token ("Bearer " prefix allowed), or "-" for standard input')
+    .option('--jwks <file>', 'a JWKS file to check the signature with')
+    .option('--json', 'machine-readable output')
+    .action(async (token: string, o: { jwks?: string; json?: boolean }) => {
+      emit(await (await import('./jwt.ts')).runJwtDecode({ token, ...o }));
+    });
+
   const cert = program.command('cert').description('certificates');
   cert.command('inspect')
     .description('show SPIFFE ID, chain, validity, key, serial and fingerprint; warn on what an SVID must not have (exit 1 on warnings)')

@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT } from 'jose';
+
+const BIN = join(import.meta.dirname, '..', 'src', 'cli', 'bin.ts');
+const EX = join(import.meta.dirname, '..', 'examples', 'quickstart');
+const ISS = 'https://issuer.rampart.example';
+const NOW = Math.floor(Date.now() / 1000);
+
+function rampart(args: string[], input = ''): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', BIN, ...args], { encoding: 'utf8', input, timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'rampart-jwt-'));
+const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const JWKS = join(dir, 'jwks.json');
+writeFileSync(JWKS, JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'ES256' }] }));
+const sign = (claims: Record<string, unknown>): Promise<string> =>
+  new SignJWT({ iss: ISS, sub: 'alice', aud: 'httpbin', exp: NOW + 3600, iat: NOW, ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(privateKey);
+
+function request(token: string, path = '/headers'): string {
+  const file = join(dir, `req-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, JSON.stringify({
+    destination: { namespace: 'default', labels: { app: 'httpbin' }, port: 8000 },
+    source: { principal: 'cluster.local/ns/default/sa/other', ip: '10.0.0.7' },
+    http: { method: 'GET', host: 'httpbin.default:8000', path, headers: { authorization: `Bearer ${token}` } },
+  }));
+  return file;
+}
+
+test('check verifies a raw token with --jwks: valid → allowed by the JWT rule; expired → 401; foreign key → 401', async () => {
+  const ok = rampart(['check', '-c', join(EX, 'policies.yaml'), '-r', request(await sign({})), '--jwks', `${ISS}=${JWKS}`, '--json']);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.deepEqual([JSON.parse(ok.stdout).policy, JSON.parse(ok.stdout).rule], ['default/require-jwt-or-mtls', 1]);
+  const expired = rampart(['check', '-c', join(EX, 'policies.yaml'), '-r', request(await sign({ exp: NOW - 300 })), '--jwks', `${ISS}=${JWKS}`]);
+  assert.equal(expired.code, 1);
+  assert.match(expired.stdout, /^DENY \(401\)/);
+  assert.match(expired.stdout, /Jwt is expired/);
+  const other = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const forged = await new SignJWT({ iss: ISS, sub: 'mallory', exp: NOW + 60 }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(other.privateKey);
+  const bad = rampart(['check', '-c', join(EX, 'policies.yaml'), '-r', request(forged), '--jwks', `${ISS}=${JWKS}`, '--json']);
+  assert.equal(bad.code, 1);
+  assert.equal(JSON.parse(bad.stdout).status, 401);
+  assert.match(JSON.parse(bad.stdout).reason, /Jwt verification fails/);
+  const malformed = rampart(['check', '-c', join(EX, 'policies.yaml'), '-r', request('x'), '--jwks', 'no-equals-sign']);
+  assert.equal(malformed.code, 2);
+});
+
+test('jwt decode: claims, principal and times; problems make exit 1; the signature is checked only with --jwks', async () => {
+  const good = rampart(['jwt', 'decode', await sign({ aud: ['httpbin', 'web'] }), '--jwks', JWKS]);
+  assert.equal(good.code, 0, good.stdout);
+  assert.match(good.stdout, /^principal  https:\/\/issuer\.rampart\.example\/alice$/m);
+  assert.match(good.stdout, /^audiences  \["httpbin","web"\]$/m);
+  assert.match(good.stdout, /^exp +\S+ \(in 59m\d+s\)$/m);
+  assert.match(good.stdout, /^signature  verified with /m);
+  const unchecked = rampart(['jwt', 'decode', '-'], `Bearer ${await sign({})}\n`);
+  assert.equal(unchecked.code, 0);
+  assert.match(unchecked.stdout, /signature  not checked/);
+  const expired = rampart(['jwt', 'decode', await sign({ exp: NOW - 120 }), '--jwks', JWKS, '--json']);
+  assert.equal(expired.code, 1);
+  const j = JSON.parse(expired.stdout) as { problems: string[]; signature: string };
+  assert.match(j.problems.join(), /Jwt is expired/);
+  assert.match(j.signature, /^verified/);
+  const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ iss: ISS, sub: 'x' })).toString('base64url')}.`;
+  const n = rampart(['jwt', 'decode', none]);
+  assert.equal(n.code, 1);
+  assert.match(n.stdout, /would fail: Jwt verification fails: alg "none" is not accepted/);
+  assert.match(n.stdout, /note: no exp/);
+  assert.equal(rampart(['jwt', 'decode', 'garbage']).code, 2);
+});
