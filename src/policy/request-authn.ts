@@ -62,8 +62,19 @@ export function findTokenLocations(rule: JwtRule, r: PreparedRequest): string[] 
 /** A token found in a request, with every rule that looks where it was found. */
 export interface FoundToken {
   readonly token: string;
+  /** Where it was found, for messages (`header authorization (Bearer)`, `cookie session`…). */
   readonly locations: readonly string[];
+  /** The same, structured: what a proxy strips when the token is not forwarded. */
+  readonly sources: readonly TokenSource[];
   readonly rules: readonly JwtRuleRef[];
+}
+
+export interface TokenSource {
+  readonly kind: 'header' | 'param' | 'cookie';
+  /** Header names lower-case; parameter and cookie names as configured. */
+  readonly name: string;
+  /** The rule that looks there. */
+  readonly rule: JwtRuleRef;
 }
 
 /**
@@ -96,11 +107,12 @@ function afterPrefix(value: string, prefix: string): string | undefined {
 export function extractTokens(rules: readonly JwtRuleRef[], r: PreparedRequest): FoundToken[] {
   const h = r.http;
   if (h === undefined) return [];
-  const byToken = new Map<string, { locations: string[]; rules: JwtRuleRef[] }>();
-  const add = (token: string, location: string, ref: JwtRuleRef): void => {
+  const byToken = new Map<string, { locations: string[]; sources: TokenSource[]; rules: JwtRuleRef[] }>();
+  const add = (token: string, location: string, ref: JwtRuleRef, kind: TokenSource['kind'], name: string): void => {
     let e = byToken.get(token);
-    if (e === undefined) byToken.set(token, (e = { locations: [], rules: [] }));
+    if (e === undefined) byToken.set(token, (e = { locations: [], sources: [], rules: [] }));
     if (!e.locations.includes(location)) e.locations.push(location);
+    e.sources.push({ kind, name, rule: ref });
     if (!e.rules.includes(ref)) e.rules.push(ref);
   };
   const params = new URLSearchParams(h.query.startsWith('?') ? h.query.slice(1) : h.query);
@@ -110,30 +122,30 @@ export function extractTokens(rules: readonly JwtRuleRef[], r: PreparedRequest):
     if (!custom) {
       const auth = h.headers['authorization'];
       const t = auth === undefined ? undefined : afterPrefix(auth, 'Bearer ');
-      if (t !== undefined) add(t, 'header authorization (Bearer)', ref);
+      if (t !== undefined) add(t, 'header authorization (Bearer)', ref, 'header', 'authorization');
       const q = params.get('access_token');
-      if (q !== null && q !== '') add(q, 'query parameter access_token', ref);
+      if (q !== null && q !== '') add(q, 'query parameter access_token', ref, 'param', 'access_token');
       continue;
     }
     for (const fh of rule.fromHeaders ?? []) {
       const v = h.headers[fh.name.toLowerCase()];
       if (v === undefined) continue;
       const t = fh.prefix === undefined || fh.prefix === '' ? v.trim() : afterPrefix(v, fh.prefix);
-      if (t !== undefined && t !== '') add(t, `header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`, ref);
+      if (t !== undefined && t !== '') add(t, `header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`, ref, 'header', fh.name.toLowerCase());
     }
     for (const p of rule.fromParams ?? []) {
       const q = params.get(p);
-      if (q !== null && q !== '') add(q, `query parameter ${p}`, ref);
+      if (q !== null && q !== '') add(q, `query parameter ${p}`, ref, 'param', p);
     }
     const cookies = h.headers['cookie'];
     if (cookies !== undefined) {
       for (const c of rule.fromCookies ?? []) {
         const v = cookieValue(cookies, c);
-        if (v !== undefined && v !== '') add(v, `cookie ${c}`, ref);
+        if (v !== undefined && v !== '') add(v, `cookie ${c}`, ref, 'cookie', c);
       }
     }
   }
-  return [...byToken].map(([token, e]) => ({ token, locations: e.locations, rules: e.rules }));
+  return [...byToken].map(([token, e]) => ({ token, locations: e.locations, sources: e.sources, rules: e.rules }));
 }
 
 function hasTokenAfter(value: string, prefix: string): boolean {
