@@ -2,7 +2,7 @@ import type { JWTPayload } from 'jose';
 import type { FoundToken, JwtOutcome, JwtRuleRef, JwtVerifier } from '../policy/request-authn.ts';
 import type { VerifiedJwt } from '../policy/request.ts';
 import type { KeySet } from './key-set.ts';
-import { audiencesOf, CLOCK_SKEW_SECONDS, decodeToken, ENVOY_MESSAGES, JwtError, verifyToken, type JwtFailure } from './verify.ts';
+import { audiencesOf, CLOCK_SKEW_SECONDS, decodeToken, ENVOY_MESSAGES, JwtError, verifyToken, type DecodedJwt, type JwtFailure } from './verify.ts';
 
 /**
  * The RequestAuthentication step for raw tokens, with Envoy's requirement semantics: every token found must be
@@ -61,9 +61,13 @@ export class JwtAuthenticator implements JwtVerifier {
   readonly #now: () => number;
   readonly #cache: VerifiedCache;
   readonly #onUnknownKid: ((ref: JwtRuleRef) => void) | undefined;
+  /** Decoded (not verified) tokens by value: only well-formed tokens, bounded like the verified cache. */
+  readonly #decoded = new Map<string, DecodedJwt>();
+  readonly #decodedMax: number;
 
   constructor(options: JwtAuthenticatorOptions) {
     this.#onUnknownKid = options.onUnknownKid;
+    this.#decodedMax = options.cacheSize ?? 10_000;
     this.#keysFor = options.keysFor;
     this.#now = options.now ?? Date.now;
     this.#cache = new VerifiedCache(options.cacheSize ?? 10_000);
@@ -95,12 +99,17 @@ export class JwtAuthenticator implements JwtVerifier {
 
   #one(found: FoundToken): Failure | { jwt: VerifiedJwt; accepted: JwtRuleRef[] } {
     const nowSeconds = Math.floor(this.#now() / 1000);
-    let decoded;
-    try {
-      decoded = decodeToken(found.token);
-    } catch (err) {
-      if (err instanceof JwtError) return { reason: err.reason, detail: detailOf(err) };
-      throw err;
+    // A repeated token skips decoding too: the decoded form is kept next to the verified-token cache.
+    let decoded = this.#decoded.get(found.token);
+    if (decoded === undefined) {
+      try {
+        decoded = decodeToken(found.token);
+      } catch (err) {
+        if (err instanceof JwtError) return { reason: err.reason, detail: detailOf(err) };
+        throw err;
+      }
+      if (this.#decoded.size >= this.#decodedMax) this.#decoded.delete(this.#decoded.keys().next().value!);
+      this.#decoded.set(found.token, decoded);
     }
     const iss = typeof decoded.payload.iss === 'string' ? decoded.payload.iss : undefined;
     // A rule without issuer (jwksUri only) does not check `iss` in Envoy.
