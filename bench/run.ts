@@ -9,6 +9,9 @@
  * After the policy phases, with the meshes released, the workload-identity suite runs (bench/identity.bench.ts:
  * SVID issuance, mTLS handshakes, the SPIFFE checks). `--only identity` runs that suite alone and writes
  * bench/results/identity.json (identity-quick.json with --quick); `--only policy` leaves it out.
+ * The JWT suite (bench/jwt.bench.ts: verifications per second with and without the cache, against bare jose and
+ * the raw signature check) runs after identity; `--only jwt` runs it alone and writes bench/results/jwt.json
+ * (jwt-quick.json with --quick).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -17,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ipMatchingAvailable } from './fixtures.ts';
 import { benchIdentity, identityReport, type IdentityResults } from './identity.bench.ts';
+import { benchJwt, jwtReport, type JwtResults } from './jwt.bench.ts';
 import {
   benchDecide, machineProbe, PATH_LABELS, type BaselineMeasurement, type DecideHeap, type DecideMeasurement, type DecidePath, type DecideTarget,
 } from './policy-decide.bench.ts';
@@ -63,13 +67,13 @@ function sourceState(): string {
 }
 const source = sourceState();
 
-/** `--only policy|identity` (or `--only=…`): one suite instead of both. */
-function onlyArgument(): 'policy' | 'identity' | undefined {
+/** `--only policy|identity|jwt` (or `--only=…`): one suite instead of all. */
+function onlyArgument(): 'policy' | 'identity' | 'jwt' | undefined {
   const i = process.argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
   if (i < 0) return undefined;
   const arg = process.argv[i]!;
   const value = arg === '--only' ? process.argv[i + 1] : arg.slice('--only='.length);
-  if (value !== 'policy' && value !== 'identity') throw new Error(`--only takes "policy" or "identity", not ${JSON.stringify(value)}`);
+  if (value !== 'policy' && value !== 'identity' && value !== 'jwt') throw new Error(`--only takes "policy", "identity" or "jwt", not ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -105,6 +109,12 @@ async function runIdentity(): Promise<IdentityResults> {
   return identity;
 }
 
+async function runJwt(): Promise<JwtResults> {
+  const jwt = await benchJwt({ quick, log });
+  process.stdout.write(jwtReport(jwt, quick));
+  return jwt;
+}
+
 // ---------------------------------------------------------------- formatting
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -128,7 +138,7 @@ function section(title: string, body: string): void {
 
 const ipBlocks = ipMatchingAvailable();
 process.stdout.write(
-  `Rampart ${only === undefined ? 'policy and identity' : only} benchmarks${quick ? ' (--quick)' : ''}: ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ` +
+  `Rampart ${only === undefined ? 'policy, identity and JWT' : only === 'jwt' ? 'JWT' : only} benchmarks${quick ? ' (--quick)' : ''}: ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ` +
     `${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), ${compiled ? 'compiled with tsc' : 'run through tsx'}, ` +
     `load average ${fixed(loadAverageAtStart, 2)}; ipBlocks ${ipBlocks ? 'included' : 'LEFT OUT (src/match/cidr.ts is a stub)'}\nsource: ${source}\n`,
 );
@@ -136,6 +146,12 @@ process.stdout.write(
 if (only === 'identity') {
   writeResults(quick ? 'identity-quick.json' : 'identity.json', { ...runInfo(), identity: await runIdentity() });
   // The policy phases below are the rest of this module; with --only identity they do not run.
+  process.exit(0);
+}
+if (only === 'jwt') {
+  // Run first: runInfo() reads the load average at the end.
+  const jwt = await runJwt();
+  writeResults(quick ? 'jwt-quick.json' : 'jwt.json', { ...runInfo(), jwt });
   process.exit(0);
 }
 
@@ -348,6 +364,7 @@ const loadPhases = meshes.map((m) => m.phases);
 meshes.length = 0;
 (globalThis as { gc?: () => void }).gc?.();
 const identity = only === 'policy' ? undefined : await runIdentity();
+const jwt = only === 'policy' ? undefined : await runJwt();
 
 // ---------------------------------------------------------------- JSON
 
@@ -362,4 +379,5 @@ writeResults(quick ? 'quick.json' : 'latest.json', {
   ratios: ratioRows.map(([name, of, where, measured, note]) => ({ name, of, where, measured, note })),
   targets,
   ...(identity === undefined ? {} : { identity }),
+  ...(jwt === undefined ? {} : { jwt }),
 });
