@@ -1,8 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { forgeLeaf, newCa } from './support/certs.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -15,6 +19,18 @@ const NOW = Math.floor(Date.now() / 1000);
 function rampart(args: string[], input = ''): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', BIN, ...args], { encoding: 'utf8', input, timeout: 30_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The same as rampart(), without blocking this process (which serves the JWKS in the HTTPS test). */
+function rampartAsync(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { env, timeout: 30_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += String(d)));
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'rampart-jwt-'));
@@ -73,4 +89,35 @@ test('jwt decode: claims, principal and times; problems make exit 1; the signatu
   assert.match(n.stdout, /would fail: Jwt verification fails: alg "none" is not accepted/);
   assert.match(n.stdout, /note: no exp/);
   assert.equal(rampart(['jwt', 'decode', 'garbage']).code, 2);
+});
+
+test('check fetches a jwksUri over HTTPS (a real TLS server on 127.0.0.1, trusted through NODE_EXTRA_CA_CERTS)', async () => {
+  const ca = await newCa();
+  const leaf = await forgeLeaf({ issuer: ca.material, uris: [], dnsNames: ['localhost'] });
+  const rootFile = join(dir, 'jwks-root.pem');
+  writeFileSync(rootFile, ca.trustBundle.pem);
+  const server = https.createServer({ key: leaf.keyPem, cert: leaf.chainPem }, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(readFileSync(JWKS));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const policies = join(dir, 'https-policies.yaml');
+    writeFileSync(policies, [
+      'apiVersion: security.istio.io/v1', 'kind: RequestAuthentication', 'metadata: {name: jwt, namespace: default}', 'spec:',
+      '  jwtRules:', `  - issuer: ${ISS}`, `    jwksUri: https://localhost:${port}/jwks.json`,
+    ].join('\n'));
+    const env = { ...process.env, NODE_EXTRA_CA_CERTS: rootFile };
+    const ok = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json'], env);
+    assert.equal(JSON.parse(ok.stdout).decision, 'ALLOW', ok.stderr);
+    assert.match(JSON.stringify(JSON.parse(ok.stdout).trace), /principal https:\/\/issuer\.rampart\.example\/alice/);
+    // Without trusting that root, the fetch fails and the token fails closed.
+    const untrusted = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json'], { ...process.env, NODE_EXTRA_CA_CERTS: '' });
+    assert.equal(JSON.parse(untrusted.stdout).status, 401, untrusted.stdout);
+    assert.match(JSON.parse(untrusted.stdout).reason, /Jwks remote fetch is failed/);
+    assert.match(untrusted.stderr, /could not be fetched: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)/, untrusted.stderr);
+  } finally {
+    server.close();
+  }
 });
