@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import type { FoundToken, JwtOutcome, JwtRuleRef, JwtVerifier } from '../policy/request-authn.ts';
+import { spaceDelimitedClaims, type FoundToken, type JwtOutcome, type JwtRuleRef, type JwtVerifier } from '../policy/request-authn.ts';
 import type { VerifiedJwt } from '../policy/request.ts';
 import type { KeySet } from './key-set.ts';
 import { audiencesOf, CLOCK_SKEW_SECONDS, decodeToken, ENVOY_MESSAGES, JwtError, verifyToken, type DecodedJwt, type JwtFailure } from './verify.ts';
@@ -23,8 +23,6 @@ export interface JwtAuthenticatorOptions {
   /** A token named a kid the rule's key set lacks (the key source may refetch). */
   readonly onUnknownKid?: (ref: JwtRuleRef) => void;
 }
-
-const DEFAULT_SPACE_DELIMITED = ['scope', 'permission'];
 
 /**
  * A Map bounded by evicting the oldest insertion. The insertion order lives in a ring of keys: Map's own
@@ -115,8 +113,7 @@ export class JwtAuthenticator implements JwtVerifier {
       first ??= r;
     }
     if (first === undefined) return { kind: 'none', message: 'no token found' };
-    const spaceDelimited = new Set(DEFAULT_SPACE_DELIMITED);
-    for (const ref of first.accepted) for (const c of ref.rule.spaceDelimitedClaims ?? []) spaceDelimited.add(c);
+    const spaceDelimited = spaceDelimitedClaims(first.accepted);
     const by = first.accepted[0]!;
     const extra = tokens.length > 1 ? ` (${tokens.length} tokens, each verified)` : '';
     return {

@@ -10,6 +10,13 @@ export type JwtOutcome =
 
 const DEFAULT_SPACE_DELIMITED = ['scope', 'permission'];
 
+/** Claims whose string value is split on spaces for matching: `scope`, `permission` and the accepting rules' own. */
+export function spaceDelimitedClaims(accepted: readonly JwtRuleRef[]): ReadonlySet<string> {
+  const set = new Set(DEFAULT_SPACE_DELIMITED);
+  for (const ref of accepted) for (const c of ref.rule.spaceDelimitedClaims ?? []) set.add(c);
+  return set;
+}
+
 export interface JwtRuleRef {
   readonly policy: string;
   readonly index: number;
@@ -28,35 +35,6 @@ export function collectJwtRules(policies: readonly RequestAuthentication[]): Jwt
 export function isCorsPreflight(r: PreparedRequest): boolean {
   const h = r.http;
   return h !== undefined && h.method === 'OPTIONS' && h.headers['origin'] !== undefined && h.headers['access-control-request-method'] !== undefined;
-}
-
-/** Where a rule looks for tokens; any custom location turns off the defaults (Authorization: Bearer, access_token). */
-export function findTokenLocations(rule: JwtRule, r: PreparedRequest): string[] {
-  const h = r.http;
-  if (h === undefined) return [];
-  const found: string[] = [];
-  const custom = (rule.fromHeaders?.length ?? 0) + (rule.fromParams?.length ?? 0) + (rule.fromCookies?.length ?? 0) > 0;
-  const params = new URLSearchParams(h.query.startsWith('?') ? h.query.slice(1) : h.query);
-  if (!custom) {
-    const auth = h.headers['authorization'];
-    // Envoy looks for the prefix anywhere in the value (jwt_authn extractor.cc ExtractorImpl::extract).
-    if (auth !== undefined && hasTokenAfter(auth, 'Bearer ')) found.push('header authorization (Bearer)');
-    if (params.has('access_token')) found.push('query parameter access_token');
-    return found;
-  }
-  for (const fh of rule.fromHeaders ?? []) {
-    const v = h.headers[fh.name.toLowerCase()];
-    if (v === undefined) continue;
-    // A header lacking the configured prefix yields no token; Envoy finds the prefix anywhere in the value.
-    if (fh.prefix === undefined || fh.prefix === '' || hasTokenAfter(v, fh.prefix)) found.push(`header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`);
-  }
-  for (const p of rule.fromParams ?? []) if (params.has(p)) found.push(`query parameter ${p}`);
-  const cookies = h.headers['cookie'];
-  if (cookies !== undefined) {
-    const names = new Set(cookies.split(/;\s*/).map((c) => c.split('=')[0]));
-    for (const c of rule.fromCookies ?? []) if (names.has(c)) found.push(`cookie ${c}`);
-  }
-  return found;
 }
 
 /** A token found in a request, with every rule that looks where it was found. */
@@ -151,11 +129,6 @@ export function extractTokens(rules: readonly JwtRuleRef[], r: PreparedRequest):
   return [...byToken].map(([token, e]) => ({ token, locations: e.locations, sources: e.sources, rules: e.rules }));
 }
 
-function hasTokenAfter(value: string, prefix: string): boolean {
-  const at = value.indexOf(prefix);
-  return at >= 0 && at + prefix.length < value.length;
-}
-
 function jwtIssuer(jwt: VerifiedJwt): string | undefined {
   const iss = jwt.claims?.['iss'];
   if (typeof iss === 'string') return iss;
@@ -189,22 +162,18 @@ export function authenticate(rules: readonly JwtRuleRef[], r: PreparedRequest, v
   }
   if (r.http === undefined) return { kind: 'none', message: 'TCP traffic: JWT authentication does not apply' };
   if (isCorsPreflight(r)) return { kind: 'skipped', message: 'CORS preflight request: JWT checks are bypassed' };
-  if (supplied === undefined && verifier !== undefined) {
-    const tokens = extractTokens(rules, r);
-    if (tokens.length > 0) return verifier.authenticate(tokens, rules);
-  }
   if (supplied === undefined) {
-    for (const ref of rules) {
-      const locs = findTokenLocations(ref.rule, r);
-      if (locs.length > 0) {
-        return {
-          kind: 'rejected', status: 401,
-          reason: 'Jwt verification fails',
-          message: `a token was found (${locs[0]}) but raw token verification is not available here; pass the verified token as "auth" (failing closed)`,
-        };
-      }
+    // One scan of the request's token locations (any custom location turns off the defaults for its rule).
+    const tokens = extractTokens(rules, r);
+    if (tokens.length === 0) {
+      return { kind: 'none', message: `no token in any location of ${rules.length} JWT rule(s): the request goes on without request.auth.* (authorization decides)` };
     }
-    return { kind: 'none', message: `no token in any location of ${rules.length} JWT rule(s): the request goes on without request.auth.* (authorization decides)` };
+    if (verifier !== undefined) return verifier.authenticate(tokens, rules);
+    return {
+      kind: 'rejected', status: 401,
+      reason: 'Jwt verification fails',
+      message: `a token was found (${tokens[0]!.locations[0]}) but raw token verification is not available here; pass the verified token as "auth" (failing closed)`,
+    };
   }
   const iss = jwtIssuer(supplied);
   // A rule without issuer (jwksUri only) does not check `iss` in Envoy.
@@ -226,8 +195,7 @@ export function authenticate(rules: readonly JwtRuleRef[], r: PreparedRequest, v
       message: `token audiences ${JSON.stringify(aud)} match none of ${JSON.stringify(byIssuer.flatMap((x) => x.rule.audiences ?? []))}`,
     };
   }
-  const spaceDelimited = new Set(DEFAULT_SPACE_DELIMITED);
-  for (const ref of accepted) for (const c of ref.rule.spaceDelimitedClaims ?? []) spaceDelimited.add(c);
+  const spaceDelimited = spaceDelimitedClaims(accepted);
   const first = accepted[0]!;
   return {
     kind: 'verified', jwt: supplied, spaceDelimited,
