@@ -36,6 +36,15 @@ export interface JwksSourceStats {
   readonly fetchedAt: number | undefined;
 }
 
+/** What went wrong with a fetch, in a few words. */
+export function describeFetchError(err: unknown, timeoutMs: number): string {
+  const e = err as Error;
+  if (e.name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
+  // fetch reports a refused connection as a bare TypeError; its cause says what happened.
+  const cause = e.cause as { code?: string; message?: string } | undefined;
+  return cause?.code ?? cause?.message ?? e.message;
+}
+
 export class JwksSource {
   readonly uri: string;
   readonly #timeoutMs: number;
@@ -128,10 +137,7 @@ export class JwksSource {
       this.#onEvent?.({ type: 'fetched', uri: this.uri, keys: keys.keys.length, skipped: keys.skipped });
     } catch (err) {
       this.#failures++;
-      const e = err as Error;
-      // fetch reports a refused connection as a bare TypeError; its cause says what happened.
-      const cause = (e.cause as { code?: string; message?: string } | undefined);
-      this.#lastError = e.name === 'TimeoutError' ? `no answer within ${this.#timeoutMs} ms` : cause?.code ?? cause?.message ?? e.message;
+      this.#lastError = describeFetchError(err, this.#timeoutMs);
       this.#onEvent?.({ type: 'fetch-failed', uri: this.uri, error: this.#lastError, keepingLastGood: this.#keys !== undefined });
     }
   }

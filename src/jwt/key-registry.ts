@@ -3,7 +3,7 @@ import type { JwtRule, RequestAuthentication } from '../resources/types.ts';
 import { parseGoDuration } from '../resources/go-duration.ts';
 import type { KeySetState } from './authenticator.ts';
 import { JwksError, KeySet } from './key-set.ts';
-import { JwksSource, type JwksEvent } from './jwks-source.ts';
+import { describeFetchError, JwksSource, type JwksEvent } from './jwks-source.ts';
 
 /**
  * Keys for every jwtRule of a configuration: inline `jwks` parsed once, `jwksUri` fetched and kept fresh by a
@@ -116,8 +116,6 @@ async function discover(issuer: string, fetchImpl: typeof globalThis.fetch, time
     if (typeof doc.jwks_uri !== 'string') return `error: OIDC discovery ${url}: no jwks_uri`;
     return doc.jwks_uri;
   } catch (err) {
-    const e = err as Error;
-    const cause = e.cause as { code?: string } | undefined;
-    return `error: OIDC discovery ${url}: ${e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : cause?.code ?? e.message}`;
+    return `error: OIDC discovery ${url}: ${describeFetchError(err, timeoutMs)}`;
   }
 }
