@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RampartError } from '../errors.ts';
-import { CertificateAuthority, createSelfSignedCa, type CaMaterial } from '../identity/ca.ts';
-import { certificateFacts, issuedBy } from '../identity/certificate.ts';
+import { CertificateAuthority, createSelfSignedCa, signerRoots, type CaMaterial } from '../identity/ca.ts';
+import { certificateFacts } from '../identity/certificate.ts';
 import { istioSpiffeId } from '../identity/spiffe-id.ts';
 import { normalizeFingerprint } from '../identity/trust-bundle.ts';
 import { certificatesFromPem, createCsr, generateKeyPair, privateKeyPem, type KeyType } from '../identity/x509.ts';
@@ -157,8 +157,7 @@ export function runCaUse(o: CaUseOptions): Promise<CommandOutput> {
 }
 
 function anchorsSigner(m: CaMaterial, root: { fingerprint256: string }): boolean {
-  const chain = [m.signingCert, ...m.intermediates];
-  return chain.some((c) => c.fingerprint256 === root.fingerprint256) || m.roots.some((r) => r.fingerprint256 === root.fingerprint256 && chain.some((c) => issuedBy(c, r)));
+  return signerRoots(m).some((r) => r.fingerprint256 === root.fingerprint256);
 }
 
 function dedupe<T extends { fingerprint256: string }>(certs: readonly T[]): T[] {

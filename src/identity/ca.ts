@@ -190,7 +190,7 @@ function authorityKeyId(issuer: X509Certificate): asn.AuthorityKeyIdentifier {
 export function caMaterialToPem(m: CaMaterial): Required<CaMaterialPem> {
   const rootsPem = m.roots.map((r) => r.toString()).join('');
   const signingIsRoot = m.roots.some((r) => r.fingerprint256 === m.signingCert.fingerprint256);
-  const chain = signingIsRoot ? [m.signingCert] : [m.signingCert, ...m.intermediates, ...rootOf(m)];
+  const chain = signingIsRoot ? [m.signingCert] : [m.signingCert, ...m.intermediates, ...signerRoots(m)];
   return {
     caCertPem: m.signingCert.toString(),
     caKeyPem: m.signingKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
@@ -199,7 +199,8 @@ export function caMaterialToPem(m: CaMaterial): Required<CaMaterialPem> {
   };
 }
 
-function rootOf(m: CaMaterial): X509Certificate[] {
+/** The root(s) of root-cert.pem that anchor the signer's chain (the signer itself when it is a self-signed root). */
+export function signerRoots(m: CaMaterial): X509Certificate[] {
   const top = m.intermediates.length > 0 ? m.intermediates[m.intermediates.length - 1]! : m.signingCert;
   return m.roots.filter((r) => issuedBy(top, r)).slice(0, 1);
 }
@@ -257,7 +258,7 @@ const EMPTY_NAME = new asn.Name();
 function signingState(material: CaMaterial, trustDomain: string, aliases: readonly string[]): SigningState {
   const cert = AsnConvert.parse(material.signingCert.raw, asn.Certificate);
   const chainCerts = [material.signingCert, ...material.intermediates];
-  const allFacts = [...chainCerts, ...rootOf(material)].map((c) => certificateFacts(c));
+  const allFacts = [...chainCerts, ...signerRoots(material)].map((c) => certificateFacts(c));
   const common = [
     extension(asn.id_ce_basicConstraints, true, new asn.BasicConstraints({ cA: false })),
     extension(asn.id_ce_extKeyUsage, false, new asn.ExtendedKeyUsage([asn.id_kp_serverAuth, asn.id_kp_clientAuth])),
