@@ -58,7 +58,7 @@ import {
   type Signer,
   type TbsInput,
 } from '../src/identity/x509.ts';
-import { measureGroup, median, type Measurement, type TimedCase, type TimingOptions } from './timing.ts';
+import { measureGroup, measureRounds, median, type Measurement, type RoundCase, type TimedCase, type TimingOptions } from './timing.ts';
 
 const TRUST_DOMAIN = 'cluster.local';
 export const TARGET_SVIDS_PER_SEC = 500;
@@ -151,40 +151,10 @@ export function identityTimings(quick: boolean): IdentityTimings {
 // ---------------------------------------------------------------- async rounds
 
 /** A case that runs operations for about `ms` (with its own number in flight) and resolves with how many completed. */
-interface AsyncCase {
-  readonly id: string;
+interface AsyncCase extends RoundCase {
   readonly run: (ms: number) => Promise<number>;
 }
 
-/** Round-robin rounds like measureGroup, for operations that complete asynchronously; ns/op is wall time per completed op. */
-async function measureAsyncGroup(cases: readonly AsyncCase[], opts: TimingOptions): Promise<Measurement[]> {
-  for (const c of cases) await c.run(opts.warmupMs);
-  const rounds: number[][] = cases.map(() => []);
-  const iterations = cases.map(() => 0);
-  for (let r = 0; r < opts.rounds; r++) {
-    for (const [i, c] of cases.entries()) {
-      const t0 = process.hrtime.bigint();
-      const n = await c.run(opts.roundMs);
-      const ns = Number(process.hrtime.bigint() - t0);
-      if (n <= 0) throw new Error(`benchmark ${c.id}: nothing completed in a round`);
-      rounds[i]!.push(ns / n);
-      iterations[i]! += n;
-    }
-  }
-  return cases.map((c, i) => {
-    const perRound = rounds[i]!;
-    const nsPerOp = median(perRound);
-    return {
-      id: c.id,
-      nsPerOp,
-      opsPerSec: 1e9 / nsPerOp,
-      roundsNsPerOp: perRound,
-      bestNsPerOp: Math.min(...perRound),
-      spread: (Math.max(...perRound) - Math.min(...perRound)) / nsPerOp,
-      iterations: iterations[i]!,
-    };
-  });
-}
 
 const deadlineIn = (ms: number): bigint => process.hrtime.bigint() + BigInt(Math.round(ms * 1e6));
 
@@ -747,7 +717,7 @@ export async function benchIdentity(opts: IdentityBenchOptions): Promise<Identit
   ];
   let concurrentIssuance: RateLine[];
   try {
-    concurrentIssuance = (await measureAsyncGroup(concurrentCases, timing.issuance)).map((m, i) => ({ ...m, label: concurrentCases[i]!.label, inFlight: concurrentCases[i]!.inFlight }));
+    concurrentIssuance = (await measureRounds(concurrentCases, timing.issuance)).map((m, i) => ({ ...m, label: concurrentCases[i]!.label, inFlight: concurrentCases[i]!.inFlight }));
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
@@ -814,7 +784,7 @@ export async function benchIdentity(opts: IdentityBenchOptions): Promise<Identit
         session,
         c: handshakeCase(`${variant}-${session}-${g.version}-${g.inFlight}`, servers[variant], clientFor(variant, g.version), session === 'resumed', g.inFlight),
       }));
-      const measured = await measureAsyncGroup(cases.map((x) => x.c), timing.handshakes);
+      const measured = await measureRounds(cases.map((x) => x.c), timing.handshakes);
       measured.forEach((m, i) => {
         const { variant, session, c } = cases[i]!;
         const checked = variant === 'mtls' || variant === 'mtls-context-per-connection';

@@ -42,7 +42,7 @@ import { prepareAuth, type CheckRequest, type VerifiedJwt } from '../src/policy/
 import { loadResources } from '../src/resources/load.ts';
 import type { RequestAuthentication } from '../src/resources/types.ts';
 import { applicablePolicyDocs, BENCH_WORKLOAD, benchRequest, EXPECTED, ipMatchingAvailable, MESH_PEER_AUTHENTICATION } from './fixtures.ts';
-import { median, type Measurement, type TimingOptions } from './timing.ts';
+import { measureRounds, median, type Measurement, type RoundCase, type TimingOptions } from './timing.ts';
 
 export const JWT_ALGS = ['ES256', 'RS256'] as const;
 export type BenchAlg = (typeof JWT_ALGS)[number];
@@ -131,10 +131,6 @@ export function jwtTimings(quick: boolean): JwtTimings {
 // ---------------------------------------------------------------- round-robin over sync and async cases
 
 /** A case runs operations for about `ms` and returns how many completed (each checked by the case). */
-interface RoundCase {
-  readonly id: string;
-  readonly run: (ms: number) => number | Promise<number>;
-}
 
 const deadlineIn = (ms: number): bigint => process.hrtime.bigint() + BigInt(Math.round(ms * 1e6));
 
@@ -175,37 +171,6 @@ function syncCase(id: string, loop: (n: number) => number): RoundCase {
   };
 }
 
-/** Warm-up for each case, then rounds in which every case runs for roundMs in turn; ns/op is wall time per operation. */
-async function measureRoundRobin(cases: readonly RoundCase[], opts: TimingOptions): Promise<Measurement[]> {
-  for (const c of cases) await c.run(opts.warmupMs);
-  // A second, shorter pass: the first warm-up of a case can deoptimize code a case before it had optimized.
-  for (const c of cases) await c.run(opts.warmupMs / 2);
-  const rounds: number[][] = cases.map(() => []);
-  const iterations = cases.map(() => 0);
-  for (let r = 0; r < opts.rounds; r++) {
-    for (const [i, c] of cases.entries()) {
-      const t0 = process.hrtime.bigint();
-      const n = await c.run(opts.roundMs);
-      const ns = Number(process.hrtime.bigint() - t0);
-      if (n <= 0) throw new Error(`benchmark ${c.id}: nothing completed in a round`);
-      rounds[i]!.push(ns / n);
-      iterations[i]! += n;
-    }
-  }
-  return cases.map((c, i) => {
-    const perRound = rounds[i]!;
-    const nsPerOp = median(perRound);
-    return {
-      id: c.id,
-      nsPerOp,
-      opsPerSec: 1e9 / nsPerOp,
-      roundsNsPerOp: perRound,
-      bestNsPerOp: Math.min(...perRound),
-      spread: (Math.max(...perRound) - Math.min(...perRound)) / nsPerOp,
-      iterations: iterations[i]!,
-    };
-  });
-}
 
 // ---------------------------------------------------------------- fixtures
 
@@ -639,7 +604,7 @@ export async function benchJwt(opts: JwtBenchOptions): Promise<JwtResults> {
       sync('proto-decide-uncached', 'prototype', 'uncached', 'prototype: engine.decide with that verifier, Bearer, distinct tokens', pooled('proto-decide-uncached', (i) => expectedDecision(engine.decide(poolRequests[i]!, protoDecideUncachedOpts)))),
     ];
     log(`jwt ${f.alg}: ${defs.map((d) => d.id).join(', ')}, round-robin:`);
-    const measured = await measureRoundRobin(defs.map((d) => d.round), timing.rounds);
+    const measured = await measureRounds(defs.map((d) => d.round), timing.rounds, { secondWarmup: true });
     measured.forEach((m, i) => {
       const d = defs[i]!;
       lines.push({ ...m, id: d.id, alg: f.alg, level: d.level, label: d.label, cache: d.cache, inFlight: d.inFlight });

@@ -113,3 +113,45 @@ export function timeOnce<T>(fn: () => T): { ms: number; value: T } {
   const value = fn();
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
 }
+
+/** A case that runs operations for about `ms` (synchronously or with its own number in flight) and returns how many completed. */
+export interface RoundCase {
+  readonly id: string;
+  readonly run: (ms: number) => number | Promise<number>;
+}
+
+/**
+ * Round-robin rounds like measureGroup, for cases that time themselves (asynchronous operations, operations in
+ * flight): warm-up for each case, then rounds in which every case runs for roundMs in turn; ns/op is wall time per
+ * completed operation. `secondWarmup` adds a shorter second warm-up pass, since the first warm-up of a case can
+ * deoptimize code that a case before it had optimized.
+ */
+export async function measureRounds(cases: readonly RoundCase[], opts: TimingOptions, options: { readonly secondWarmup?: boolean } = {}): Promise<Measurement[]> {
+  for (const c of cases) await c.run(opts.warmupMs);
+  if (options.secondWarmup === true) for (const c of cases) await c.run(opts.warmupMs / 2);
+  const rounds: number[][] = cases.map(() => []);
+  const iterations = cases.map(() => 0);
+  for (let r = 0; r < opts.rounds; r++) {
+    for (const [i, c] of cases.entries()) {
+      const t0 = process.hrtime.bigint();
+      const n = await c.run(opts.roundMs);
+      const ns = Number(process.hrtime.bigint() - t0);
+      if (n <= 0) throw new Error(`benchmark ${c.id}: nothing completed in a round`);
+      rounds[i]!.push(ns / n);
+      iterations[i]! += n;
+    }
+  }
+  return cases.map((c, i) => {
+    const perRound = rounds[i]!;
+    const nsPerOp = median(perRound);
+    return {
+      id: c.id,
+      nsPerOp,
+      opsPerSec: 1e9 / nsPerOp,
+      roundsNsPerOp: perRound,
+      bestNsPerOp: Math.min(...perRound),
+      spread: (Math.max(...perRound) - Math.min(...perRound)) / nsPerOp,
+      iterations: iterations[i]!,
+    };
+  });
+}
