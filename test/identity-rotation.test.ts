@@ -325,3 +325,28 @@ test('root rotation: introduce, trust both, switch signer, retire — no request
     await srv.close();
   }
 });
+
+test('setTrustBundle: a changed bundle is announced once; the same bundle again is not', async () => {
+  const root = await createSelfSignedCa({ trustDomain: TD });
+  const other = await createSelfSignedCa({ trustDomain: TD });
+  const ca = new CertificateAuthority(root, { trustDomain: TD });
+  const mgr = new CertificateManager({ identity: CLIENT_ID, requestSvid: requesterFor(() => ca, CLIENT_ID, 60_000) });
+  const events: CertificateEvent[] = [];
+  mgr.subscribe((e) => events.push(e));
+  try {
+    await mgr.start();
+    const svid = mgr.svid;
+    const both = mgr.trustBundle!.withRoots(...other.roots);
+    mgr.setTrustBundle(both);
+    mgr.setTrustBundle(new TrustBundle(TD, [...both.roots]));
+    const changes = events.filter((e) => e.type === 'bundle-changed');
+    assert.equal(changes.length, 1);
+    assert.equal(mgr.trustBundle!.roots.length, 2);
+    assert.equal(mgr.svid, svid, 'the SVID is untouched');
+    mgr.setTrustBundle(both.withoutRoots(other.signingCert.fingerprint256.replaceAll(':', '').toLowerCase()));
+    assert.equal(events.filter((e) => e.type === 'bundle-changed').length, 2);
+    assert.deepEqual(mgr.trustBundle!.fingerprints(), [root.signingCert.fingerprint256]);
+  } finally {
+    mgr.stop();
+  }
+});

@@ -231,3 +231,35 @@ test('a repeated token is served from the verified-token cache; the cache honour
   assert.equal(outcome(late), 'DENY 401');
   assert.match(late.reason, /Jwt is expired/);
 });
+
+test('neither jwks nor jwksUri: the keys are found by OIDC discovery at <issuer>/.well-known/openid-configuration', async () => {
+  const keys = [newKey('d1')];
+  let port = 0;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/tenant/.well-known/openid-configuration') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer: `http://127.0.0.1:${port}/tenant`, jwks_uri: `http://127.0.0.1:${port}/keys` }));
+    } else if (req.url === '/keys') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: keys.map((k) => k.jwk) }));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  port = (server.address() as AddressInfo).port;
+  try {
+    const issuer: Issuer = { iss: `http://127.0.0.1:${port}/tenant`, keys };
+    const { decide } = await setup(ra('jwt', { jwtRules: [{ issuer: issuer.iss }] }));
+    const ok = decide(httpRequest({ headers: bearer(await token(issuer)) }));
+    assert.equal(outcome(ok), 'ALLOW', ok.reason);
+    // An issuer whose discovery document is missing: its tokens fail closed, and the trace says why.
+    const lost: Issuer = { iss: `http://127.0.0.1:${port}/nowhere`, keys };
+    const { decide: decideLost } = await setup(ra('jwt', { jwtRules: [{ issuer: lost.iss }] }));
+    const d = decideLost(httpRequest({ headers: bearer(await token(lost)) }));
+    assert.equal(outcome(d), 'DENY 401');
+    assert.match(d.reason, /Jwks remote fetch is failed/);
+    assert.ok(d.trace?.some((s) => s.step === 'jwt' && /OIDC discovery .*openid-configuration: HTTP 404/.test(s.message)), JSON.stringify(d.trace));
+  } finally {
+    server.close();
+  }
+});
