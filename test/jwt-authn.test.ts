@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { SignJWT, type JWK } from 'jose';
 import { JwtAuthenticator } from '../src/jwt/authenticator.ts';
 import { KeyRegistry } from '../src/jwt/key-registry.ts';
+import { KeySet } from '../src/jwt/key-set.ts';
 import type { JwksEvent } from '../src/jwt/jwks-source.ts';
 import { PolicyEngine } from '../src/policy/engine.ts';
 import { parseCheckRequest } from '../src/policy/request.ts';
@@ -230,6 +231,54 @@ test('a repeated token is served from the verified-token cache; the cache honour
   const late = engine.decide(req, { jwtVerifier: verifier, trace: true });
   assert.equal(outcome(late), 'DENY 401');
   assert.match(late.reason, /Jwt is expired/);
+});
+
+test('authenticateAsync (signatures on the threadpool) gives the same outcome as authenticate, one row per case, and shares the cache', async () => {
+  const A: Issuer = { iss: 'https://a.example', keys: [newKey('a1')] };
+  const other: Issuer = { iss: 'https://a.example', keys: [newKey('a1')] };
+  const jwks = JSON.stringify({ keys: A.keys.map((k) => k.jwk) });
+  const rule = { issuer: A.iss, audiences: ['httpbin'], jwks };
+  const ref = { policy: 'default/jwt', index: 0, rule };
+  const keys = await KeySet.fromJwks(jwks, 'inline');
+  let checks = 0;
+  // Counts signature checks: verification asks the key set for candidates once per check.
+  const spy = Object.create(keys) as KeySet;
+  Object.defineProperty(spy, 'candidates', { value: (...a: Parameters<KeySet['candidates']>) => (checks++, keys.candidates(...a)) });
+  const found = (t: string) => [{ token: t, locations: ['header authorization (Bearer)'], sources: [], rules: [ref] }];
+  const rows: Array<[string, Promise<string> | string, string]> = [
+    ['valid', token(A), 'verified'],
+    ['signed by another key with the same kid', token(other), 'rejected 401 Jwt verification fails'],
+    ['expired', token(A, { exp: NOW - 3600 }), 'rejected 401 Jwt is expired'],
+    ['audience not listed', token(A, { aud: 'other' }), 'rejected 403 Audiences in Jwt are not allowed'],
+    ['issuer not configured', token({ ...A, iss: 'https://b.example' }), 'rejected 401 Jwt issuer is not configured'],
+    ['unknown kid', new SignJWT({ iss: A.iss, sub: 'x', aud: 'httpbin' }).setProtectedHeader({ alg: 'ES256', kid: 'zz' }).sign(A.keys[0]!.privateKey), "rejected 401 Jwks doesn't have key to match kid or alg from Jwt"],
+    ['malformed', 'a.b', 'rejected 401 Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections'],
+  ];
+  for (const [name, t, want] of rows) {
+    const tok = await t;
+    const sync = new JwtAuthenticator({ keysFor: () => ({ keys: spy }) }).authenticate(found(tok), [ref]);
+    const async = await new JwtAuthenticator({ keysFor: () => ({ keys: spy }) }).authenticateAsync(found(tok), [ref]);
+    const text = (o: typeof sync) => (o.kind === 'rejected' ? `rejected ${o.status} ${o.reason}` : o.kind);
+    assert.equal(text(sync), want, name);
+    assert.deepEqual(async, sync, name);
+  }
+  // A token verified on the threadpool is a cache hit for the synchronous path (what a proxy's decide runs).
+  const shared = new JwtAuthenticator({ keysFor: () => ({ keys: spy }) });
+  const t = await token(A, { sub: 'carol' });
+  checks = 0;
+  const first = await shared.authenticateAsync(found(t), [ref]);
+  assert.equal(checks, 1);
+  const again = shared.authenticate(found(t), [ref]);
+  assert.equal(checks, 1);
+  assert.ok(first.kind === 'verified' && again.kind === 'verified');
+  assert.equal(again.jwt, first.jwt, 'the same request.auth view');
+  assert.equal(first.jwt.principal, 'https://a.example/carol');
+  // Rejected tokens never enter the cache: each attempt is checked again.
+  const bad = await token(other);
+  checks = 0;
+  await shared.authenticateAsync(found(bad), [ref]);
+  shared.authenticate(found(bad), [ref]);
+  assert.equal(checks, 2);
 });
 
 test('neither jwks nor jwksUri: the keys are found by OIDC discovery at <issuer>/.well-known/openid-configuration', async () => {

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, createPublicKey, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { SignJWT, type JWK } from 'jose';
+import { SignJWT, type JWK, type ProtectedHeaderParameters } from 'jose';
 import { JwksError, KeySet } from '../src/jwt/key-set.ts';
-import { JwtError, verifyToken, type JwtFailure } from '../src/jwt/verify.ts';
+import { decodeToken, JwtError, verifyToken, verifyTokenAsync, type JwtFailure } from '../src/jwt/verify.ts';
 
 const NOW = Math.floor(Date.now() / 1000);
 const ISS = 'https://issuer.rampart.example';
@@ -57,24 +57,26 @@ async function keys(): Promise<KeySet> {
 async function rejects(token: string | Promise<string>, reason: JwtFailure, detail?: RegExp): Promise<void> {
   const t = await token;
   const ks = await keys();
-  assert.throws(
-    () => verifyToken(t, ks, NOW),
-    (err: unknown) => {
-      assert.ok(err instanceof JwtError, String(err));
-      assert.equal(err.reason, reason, err.message);
-      if (detail !== undefined) assert.match(err.message, detail);
-      return true;
-    },
-  );
+  const check = (err: unknown): boolean => {
+    assert.ok(err instanceof JwtError, String(err));
+    assert.equal(err.reason, reason, err.message);
+    if (detail !== undefined) assert.match(err.message, detail);
+    return true;
+  };
+  assert.throws(() => verifyToken(t, ks, NOW), check);
+  // The threadpool path must refuse every attack for the same reason (a throw before the await becomes a rejection).
+  await assert.rejects(async () => verifyTokenAsync(t, ks, NOW), check);
 }
 
 test('valid tokens of every supported algorithm verify', async () => {
   const ks = await keys();
   const cases: Array<[Signer, string]> = [[EC, 'ES256'], [RSA, 'RS256'], [RSA, 'RS384'], [RSA, 'RS512'], [RSA, 'PS256'], [RSA, 'PS384'], [RSA, 'PS512'], [ED, 'EdDSA']];
   for (const [s, alg] of cases) {
-    const d = verifyToken(await jwt(s, alg), ks, NOW);
+    const t = await jwt(s, alg);
+    const d = verifyToken(t, ks, NOW);
     assert.equal(d.payload.sub, 'alice', alg);
     assert.equal(d.alg, alg);
+    assert.equal((await verifyTokenAsync(t, ks, NOW)).payload.sub, 'alice', `${alg} on the threadpool`);
   }
   const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
   const ks384 = await KeySet.fromJwks({ keys: [{ ...(p384.publicKey.export({ format: 'jwk' }) as JWK), kid: 'p384' }] }, 'p384');
@@ -85,6 +87,23 @@ test('without kid, every key able to verify the algorithm is tried', async () =>
   const ks = await keys();
   const t = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256' }).sign(RSA.privateKey);
   assert.equal(verifyToken(t, ks, NOW).payload.sub, 'alice');
+  assert.equal((await verifyTokenAsync(t, ks, NOW)).payload.sub, 'alice');
+});
+
+test('headers are remembered only once they pass every check, and a remembered header is used as is', async () => {
+  const cache = new Map<string, ProtectedHeaderParameters>();
+  const good = await jwt(EC, 'ES256');
+  const seg = good.slice(0, good.indexOf('.'));
+  assert.equal(decodeToken(good, cache).header.kid, 'es-1');
+  assert.deepEqual([...cache.keys()], [seg]);
+  // A refused header (alg none, crit) never enters the cache.
+  assert.throws(() => decodeToken(handMade({ alg: 'none' }, claims), cache), (e: unknown) => e instanceof JwtError && e.reason === 'alg-not-allowed');
+  assert.throws(() => decodeToken(handMade({ alg: 'ES256', crit: ['exp'], exp: 1 }, claims, 'x'), cache), (e: unknown) => e instanceof JwtError && e.reason === 'crit');
+  assert.equal(cache.size, 1);
+  // The payload is always decoded afresh: a second token with the same header has its own claims.
+  const other = await jwt(EC, 'ES256', { ...claims, sub: 'bob' });
+  assert.equal(other.slice(0, other.indexOf('.')), seg);
+  assert.equal(decodeToken(other, cache).payload.sub, 'bob');
 });
 
 // One row per attack; each must fail for the stated reason.

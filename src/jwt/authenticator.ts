@@ -1,8 +1,8 @@
-import type { JWTPayload } from 'jose';
+import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
 import { spaceDelimitedClaims, type FoundToken, type JwtOutcome, type JwtRuleRef, type JwtVerifier } from '../policy/request-authn.ts';
 import type { VerifiedJwt } from '../policy/request.ts';
 import type { KeySet } from './key-set.ts';
-import { audiencesOf, CLOCK_SKEW_SECONDS, decodeToken, ENVOY_MESSAGES, JwtError, verifyToken, type DecodedJwt, type JwtFailure } from './verify.ts';
+import { audiencesOf, CLOCK_SKEW_SECONDS, decodeToken, ENVOY_MESSAGES, JwtError, verifyToken, verifyTokenAsync, type DecodedJwt, type JwtFailure } from './verify.ts';
 
 /**
  * The RequestAuthentication step for raw tokens, with Envoy's requirement semantics: every token found must be
@@ -52,88 +52,119 @@ class BoundedMap<K, V> {
   }
 }
 
-class VerifiedCache {
-  readonly #max: number;
-  readonly #byKeys = new WeakMap<KeySet, BoundedMap<string, JWTPayload>>();
-  constructor(max: number) {
-    this.#max = max;
-  }
-  get(keys: KeySet, token: string, nowSeconds: number): JWTPayload | undefined {
-    const m = this.#byKeys.get(keys);
-    const hit = m?.get(token);
-    if (hit === undefined) return undefined;
-    // Evicted at expiry: the full check then reports the expiry.
-    if (typeof hit.exp === 'number' && nowSeconds > hit.exp + CLOCK_SKEW_SECONDS) {
-      m!.delete(token);
-      return undefined;
-    }
-    return hit;
-  }
-  set(keys: KeySet, token: string, payload: JWTPayload): void {
-    let m = this.#byKeys.get(keys);
-    if (m === undefined) this.#byKeys.set(keys, (m = new BoundedMap(this.#max)));
-    m.set(token, payload);
-  }
+/** A verified token: its decoded form and the key sets that verified it (a refetched set is a new object). */
+interface Verified {
+  readonly decoded: DecodedJwt;
+  readonly keySets: KeySet[];
 }
+
+/** Key sets remembered per token: enough for a rotation overlap, bounded against churn. */
+const KEY_SETS_PER_TOKEN = 4;
 
 interface Failure {
   readonly reason: JwtFailure;
   readonly detail: string;
 }
 
+interface Accepted {
+  readonly jwt: VerifiedJwt;
+  readonly accepted: JwtRuleRef[];
+}
+
+/** One token between decoding and the audience check: the signature checks still to do are in `toCheck`. */
+interface Pending {
+  readonly found: FoundToken;
+  readonly decoded: DecodedJwt;
+  readonly nowSeconds: number;
+  readonly verified: JwtRuleRef[];
+  readonly toCheck: { readonly ref: JwtRuleRef; readonly keys: KeySet }[];
+  failure: Failure | undefined;
+}
+
 export class JwtAuthenticator implements JwtVerifier {
   readonly #keysFor: (ref: JwtRuleRef) => KeySetState;
   readonly #now: () => number;
-  readonly #cache: VerifiedCache;
   readonly #onUnknownKid: ((ref: JwtRuleRef) => void) | undefined;
-  /** Decoded (not verified) tokens by value: only well-formed tokens, bounded like the verified cache. */
-  readonly #decoded: BoundedMap<string, DecodedJwt>;
+  /**
+   * Verified tokens by value, evicted oldest first and dropped at expiry. Only tokens that verified enter it, so
+   * garbage cannot fill it; a repeated token skips decoding and its signature check.
+   */
+  readonly #verified: BoundedMap<string, Verified>;
+  readonly #headers = new BoundedMap<string, ProtectedHeaderParameters>(256);
   /** The request.auth view of a verified payload, built once: the engine caches its prepared form by identity. */
   readonly #views = new WeakMap<JWTPayload, VerifiedJwt>();
 
   constructor(options: JwtAuthenticatorOptions) {
     this.#onUnknownKid = options.onUnknownKid;
-    this.#decoded = new BoundedMap(options.cacheSize ?? 10_000);
+    this.#verified = new BoundedMap(options.cacheSize ?? 10_000);
     this.#keysFor = options.keysFor;
     this.#now = options.now ?? Date.now;
-    this.#cache = new VerifiedCache(options.cacheSize ?? 10_000);
   }
 
   authenticate(tokens: readonly FoundToken[], _allRules: readonly JwtRuleRef[]): JwtOutcome {
-    let first: { jwt: VerifiedJwt; accepted: JwtRuleRef[] } | undefined;
+    const results: Accepted[] = [];
     for (const found of tokens) {
-      const r = this.#one(found);
-      if ('reason' in r) {
-        const status = r.reason === 'audience' ? 403 : 401;
-        return {
-          kind: 'rejected', status, reason: ENVOY_MESSAGES[r.reason],
-          message: `token in ${found.locations.join(', ')}: ${ENVOY_MESSAGES[r.reason]}: ${r.detail}`,
-        };
+      const p = this.#begin(found);
+      if ('reason' in p) return rejected(found, p);
+      for (const { ref, keys } of p.toCheck) {
+        try {
+          verifyToken(found.token, keys, p.nowSeconds, p.decoded);
+          this.#passed(p, ref, keys);
+        } catch (err) {
+          this.#failed(p, ref, err);
+        }
       }
-      first ??= r;
+      const r = this.#finish(p);
+      if ('reason' in r) return rejected(found, r);
+      results.push(r);
     }
-    if (first === undefined) return { kind: 'none', message: 'no token found' };
-    const spaceDelimited = spaceDelimitedClaims(first.accepted);
-    const by = first.accepted[0]!;
-    const extra = tokens.length > 1 ? ` (${tokens.length} tokens, each verified)` : '';
-    return {
-      kind: 'verified', jwt: first.jwt, spaceDelimited,
-      message: `token verified: principal ${first.jwt.principal ?? '(no iss/sub)'}, accepted by ${by.policy} jwtRules[${by.index}]${extra}`,
-    };
+    return outcome(tokens, results);
   }
 
-  #one(found: FoundToken): Failure | { jwt: VerifiedJwt; accepted: JwtRuleRef[] } {
+  /**
+   * authenticate() with signatures checked on libuv's threadpool: the event loop stays free during the check and a
+   * second core does the arithmetic. Same outcomes and cache; a proxy awaits it before deciding.
+   */
+  async authenticateAsync(tokens: readonly FoundToken[], _allRules: readonly JwtRuleRef[]): Promise<JwtOutcome> {
+    const results: Accepted[] = [];
+    for (const found of tokens) {
+      const p = this.#begin(found);
+      if ('reason' in p) return rejected(found, p);
+      for (const { ref, keys } of p.toCheck) {
+        try {
+          await verifyTokenAsync(found.token, keys, p.nowSeconds, p.decoded);
+          this.#passed(p, ref, keys);
+        } catch (err) {
+          this.#failed(p, ref, err);
+        }
+      }
+      const r = this.#finish(p);
+      if ('reason' in r) return rejected(found, r);
+      results.push(r);
+    }
+    return outcome(tokens, results);
+  }
+
+  #begin(found: FoundToken): Failure | Pending {
     const nowSeconds = Math.floor(this.#now() / 1000);
-    // A repeated token skips decoding too: the decoded form is kept next to the verified-token cache.
-    let decoded = this.#decoded.get(found.token);
-    if (decoded === undefined) {
+    let entry = this.#verified.get(found.token);
+    if (entry !== undefined) {
+      const exp = entry.decoded.payload.exp;
+      // Dropped at expiry: the full check then reports it.
+      if (typeof exp === 'number' && nowSeconds > exp + CLOCK_SKEW_SECONDS) {
+        this.#verified.delete(found.token);
+        entry = undefined;
+      }
+    }
+    let decoded: DecodedJwt;
+    if (entry !== undefined) decoded = entry.decoded;
+    else {
       try {
-        decoded = decodeToken(found.token);
+        decoded = decodeToken(found.token, this.#headers);
       } catch (err) {
         if (err instanceof JwtError) return { reason: err.reason, detail: detailOf(err) };
         throw err;
       }
-      this.#decoded.set(found.token, decoded);
     }
     const iss = typeof decoded.payload.iss === 'string' ? decoded.payload.iss : undefined;
     // A rule without issuer (jwksUri only) does not check `iss` in Envoy.
@@ -144,42 +175,50 @@ export class JwtAuthenticator implements JwtVerifier {
         detail: `issuer ${JSON.stringify(iss ?? '')} is not accepted by the rules looking there (${found.rules.map((x) => JSON.stringify(x.rule.issuer ?? '')).join(', ')})`,
       };
     }
-    const verified: JwtRuleRef[] = [];
-    let payload: JWTPayload | undefined;
-    let failure: Failure | undefined;
+    const p: Pending = { found, decoded, nowSeconds, verified: [], toCheck: [], failure: undefined };
     for (const ref of candidates) {
       const state = this.#keysFor(ref);
       if ('unavailable' in state) {
-        failure ??= { reason: 'keys-unavailable', detail: `keys of ${ref.policy} jwtRules[${ref.index}]: ${state.unavailable}` };
-        continue;
-      }
-      const cached = this.#cache.get(state.keys, found.token, nowSeconds);
-      if (cached !== undefined) {
-        payload = cached;
-        verified.push(ref);
-        continue;
-      }
-      try {
-        payload = verifyToken(found.token, state.keys, nowSeconds, decoded).payload;
-        this.#cache.set(state.keys, found.token, payload);
-        verified.push(ref);
-      } catch (err) {
-        if (!(err instanceof JwtError)) throw err;
-        if (err.reason === 'no-key' && decoded.header.kid !== undefined) this.#onUnknownKid?.(ref);
-        failure ??= { reason: err.reason, detail: detailOf(err) };
+        p.failure ??= { reason: 'keys-unavailable', detail: `keys of ${ref.policy} jwtRules[${ref.index}]: ${state.unavailable}` };
+      } else if (entry !== undefined && entry.keySets.includes(state.keys)) {
+        p.verified.push(ref);
+      } else {
+        p.toCheck.push({ ref, keys: state.keys });
       }
     }
-    if (verified.length === 0 || payload === undefined) return failure ?? { reason: 'bad-signature', detail: 'no rule verified the token' };
+    return p;
+  }
+
+  #passed(p: Pending, ref: JwtRuleRef, keys: KeySet): void {
+    p.verified.push(ref);
+    const entry = this.#verified.get(p.found.token);
+    if (entry === undefined) this.#verified.set(p.found.token, { decoded: p.decoded, keySets: [keys] });
+    else if (!entry.keySets.includes(keys)) {
+      if (entry.keySets.length >= KEY_SETS_PER_TOKEN) entry.keySets.shift();
+      entry.keySets.push(keys);
+    }
+  }
+
+  #failed(p: Pending, ref: JwtRuleRef, err: unknown): void {
+    if (!(err instanceof JwtError)) throw err;
+    if (err.reason === 'no-key' && p.decoded.header.kid !== undefined) this.#onUnknownKid?.(ref);
+    p.failure ??= { reason: err.reason, detail: detailOf(err) };
+  }
+
+  #finish(p: Pending): Failure | Accepted {
+    if (p.verified.length === 0) return p.failure ?? { reason: 'bad-signature', detail: 'no rule verified the token' };
+    const payload = p.decoded.payload;
     const aud = audiencesOf(payload);
-    const accepted = verified.filter((ref) => {
+    const accepted = p.verified.filter((ref) => {
       const want = ref.rule.audiences ?? [];
       return want.length === 0 || want.some((a) => aud.includes(a));
     });
     if (accepted.length === 0) {
-      return { reason: 'audience', detail: `audiences ${JSON.stringify(aud)} match none of ${JSON.stringify(verified.flatMap((x) => x.rule.audiences ?? []))}` };
+      return { reason: 'audience', detail: `audiences ${JSON.stringify(aud)} match none of ${JSON.stringify(p.verified.flatMap((x) => x.rule.audiences ?? []))}` };
     }
     let jwt = this.#views.get(payload);
     if (jwt === undefined) {
+      const iss = typeof payload.iss === 'string' ? payload.iss : undefined;
       const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
       const azp = (payload as { azp?: unknown }).azp;
       // One fixed shape (no conditional spreads): building it was most of a cached authentication.
@@ -193,6 +232,26 @@ export class JwtAuthenticator implements JwtVerifier {
     }
     return { jwt, accepted };
   }
+}
+
+function rejected(found: FoundToken, r: Failure): JwtOutcome {
+  const status = r.reason === 'audience' ? 403 : 401;
+  return {
+    kind: 'rejected', status, reason: ENVOY_MESSAGES[r.reason],
+    message: `token in ${found.locations.join(', ')}: ${ENVOY_MESSAGES[r.reason]}: ${r.detail}`,
+  };
+}
+
+function outcome(tokens: readonly FoundToken[], results: readonly Accepted[]): JwtOutcome {
+  const first = results[0];
+  if (first === undefined) return { kind: 'none', message: 'no token found' };
+  const spaceDelimited = spaceDelimitedClaims(first.accepted);
+  const by = first.accepted[0]!;
+  const extra = tokens.length > 1 ? ` (${tokens.length} tokens, each verified)` : '';
+  return {
+    kind: 'verified', jwt: first.jwt, spaceDelimited,
+    message: `token verified: principal ${first.jwt.principal ?? '(no iss/sub)'}, accepted by ${by.policy} jwtRules[${by.index}]${extra}`,
+  };
 }
 
 function detailOf(err: JwtError): string {

@@ -2,5 +2,5 @@ export { JwtAuthenticator, type JwtAuthenticatorOptions, type KeySetState } from
 export { KeyRegistry, type KeyRegistryOptions } from './key-registry.ts';
 export { JwksSource, type JwksEvent, type JwksSourceOptions, type JwksSourceStats } from './jwks-source.ts';
 export { KeySet, JwksError, JWT_ALGORITHMS, type JwtAlgorithm, type JwtKey } from './key-set.ts';
-export { decodeToken, verifyToken, audiencesOf, JwtError, ENVOY_MESSAGES, CLOCK_SKEW_SECONDS, MAX_TOKEN_LENGTH, type DecodedJwt, type JwtFailure } from './verify.ts';
+export { decodeToken, verifyToken, verifyTokenAsync, audiencesOf, JwtError, ENVOY_MESSAGES, CLOCK_SKEW_SECONDS, MAX_TOKEN_LENGTH, type DecodedJwt, type HeaderCache, type JwtFailure } from './verify.ts';
 export { upstreamEdits, type UpstreamEdits } from './forwarding.ts';

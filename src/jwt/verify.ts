@@ -1,4 +1,4 @@
-import { constants, verify as cryptoVerify } from 'node:crypto';
+import { constants, verify as cryptoVerify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { RampartError } from '../errors.ts';
 import { isJwtAlgorithm, type JwtAlgorithm, type JwtKey, type KeySet } from './key-set.ts';
@@ -68,18 +68,34 @@ function fail(reason: JwtFailure, detail: string): never {
   throw new JwtError(reason, detail);
 }
 
+/**
+ * Decoded headers by their base64url text. A signer's tokens share one header (alg, kid, typ), so a new token from
+ * a known issuer decodes only its payload. The header is still jose's decoding of exactly that text.
+ */
+export interface HeaderCache {
+  get(segment: string): ProtectedHeaderParameters | undefined;
+  set(segment: string, header: ProtectedHeaderParameters): void;
+}
+
+const JWS_SHAPE = /^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+
 /** Structure, header and payload, without the signature: what may be read of a token before trusting it. */
-export function decodeToken(token: string): DecodedJwt {
+export function decodeToken(token: string, headers?: HeaderCache): DecodedJwt {
   if (token.length > MAX_TOKEN_LENGTH) fail('too-large', `the token is ${token.length} characters long (at most ${MAX_TOKEN_LENGTH})`);
-  const parts = token.split('.');
-  if (parts.length === 5) fail('malformed', 'this is an encrypted token (JWE); only signed tokens (JWS) are accepted');
-  if (parts.length !== 3) fail('malformed', `the token has ${parts.length} sections`);
-  if (parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p))) fail('malformed', 'a section is not base64url');
-  let header: ProtectedHeaderParameters;
-  try {
-    header = decodeProtectedHeader(token);
-  } catch (err) {
-    fail('bad-header', (err as Error).message);
+  if (!JWS_SHAPE.test(token)) {
+    const parts = token.split('.');
+    if (parts.length === 5) fail('malformed', 'this is an encrypted token (JWE); only signed tokens (JWS) are accepted');
+    if (parts.length !== 3) fail('malformed', `the token has ${parts.length} sections`);
+    fail('malformed', 'a section is not base64url');
+  }
+  const segment = token.slice(0, token.indexOf('.'));
+  let header = headers?.get(segment);
+  if (header === undefined) {
+    try {
+      header = decodeProtectedHeader(token);
+    } catch (err) {
+      fail('bad-header', (err as Error).message);
+    }
   }
   let payload: JWTPayload;
   try {
@@ -92,6 +108,8 @@ export function decodeToken(token: string): DecodedJwt {
   }
   // No critical extension is understood, so any is a reason to refuse (RFC 7515 §4.1.11).
   if (header.crit !== undefined) fail('crit', `critical header parameter(s) ${JSON.stringify(header.crit)} are not understood`);
+  // Only headers that passed every check are remembered.
+  headers?.set(segment, header);
   return { header, payload, alg: header.alg };
 }
 
@@ -102,38 +120,57 @@ const HASH: Readonly<Record<JwtAlgorithm, string | null>> = {
   EdDSA: null,
 };
 
-function signatureValid(alg: JwtAlgorithm, key: JwtKey, signingInput: Buffer, signature: Buffer): boolean {
+/** node:crypto's arguments for a JWS algorithm: the digest and the key with its padding or signature encoding. */
+function verifyArgs(alg: JwtAlgorithm, key: JwtKey): [string | null, KeyObject | VerifyKeyObjectInput] {
   const k = key.key;
+  if (alg.startsWith('PS')) return [HASH[alg], { key: k, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST }];
+  // JWS carries ECDSA signatures as r || s (IEEE P1363), not DER.
+  if (alg.startsWith('ES')) return [HASH[alg], { key: k, dsaEncoding: 'ieee-p1363' }];
+  return [HASH[alg], k];
+}
+
+function signatureValid(alg: JwtAlgorithm, key: JwtKey, signingInput: Buffer, signature: Buffer): boolean {
+  const [hash, k] = verifyArgs(alg, key);
   try {
-    if (alg.startsWith('PS')) {
-      return cryptoVerify(HASH[alg], signingInput, { key: k, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST }, signature);
-    }
-    if (alg.startsWith('ES')) {
-      // JWS carries ECDSA signatures as r || s (IEEE P1363), not DER.
-      return cryptoVerify(HASH[alg], signingInput, { key: k, dsaEncoding: 'ieee-p1363' }, signature);
-    }
-    return cryptoVerify(HASH[alg], signingInput, k, signature);
+    return cryptoVerify(hash, signingInput, k, signature);
   } catch {
     return false;
   }
 }
 
-/**
- * Verifies signature and time of a token against a key set. `nowSeconds` is the clock; exp and nbf allow
- * CLOCK_SKEW_SECONDS. Issuer and audiences are the caller's business (they depend on the rule).
- */
-export function verifyToken(token: string, keys: KeySet, nowSeconds: number, decoded: DecodedJwt = decodeToken(token)): DecodedJwt {
+/** The same check on libuv's threadpool, leaving the event loop free (and the other core busy) meanwhile. */
+function signatureValidAsync(alg: JwtAlgorithm, key: JwtKey, signingInput: Buffer, signature: Buffer): Promise<boolean> {
+  const [hash, k] = verifyArgs(alg, key);
+  return new Promise((resolve) => {
+    try {
+      cryptoVerify(hash, signingInput, k, signature, (err, ok) => resolve(err === null && ok));
+    } catch {
+      resolve(false);
+    }
+  });
+}
+
+interface SignatureCheck {
+  readonly candidates: readonly JwtKey[];
+  readonly signingInput: Buffer;
+  readonly signature: Buffer;
+}
+
+function signatureCheck(token: string, keys: KeySet, decoded: DecodedJwt): SignatureCheck {
   const kid = typeof decoded.header.kid === 'string' ? decoded.header.kid : undefined;
   const candidates = keys.candidates(kid, decoded.alg);
   if (candidates.length === 0) {
     fail('no-key', kid === undefined ? `no key of the set verifies ${decoded.alg}` : `no key with kid ${JSON.stringify(kid.slice(0, 64))} verifies ${decoded.alg}`);
   }
   const dot = token.lastIndexOf('.');
-  const signingInput = Buffer.from(token.slice(0, dot), 'ascii');
-  const signature = Buffer.from(token.slice(dot + 1), 'base64url');
-  if (!candidates.some((k) => signatureValid(decoded.alg, k, signingInput, signature))) {
-    fail('bad-signature', `the ${decoded.alg} signature does not verify with ${candidates.length === 1 ? candidates[0]!.description : `any of ${candidates.length} keys`}`);
-  }
+  return { candidates, signingInput: Buffer.from(token.slice(0, dot), 'latin1'), signature: Buffer.from(token.slice(dot + 1), 'base64url') };
+}
+
+function badSignature(alg: JwtAlgorithm, candidates: readonly JwtKey[]): never {
+  fail('bad-signature', `the ${alg} signature does not verify with ${candidates.length === 1 ? candidates[0]!.description : `any of ${candidates.length} keys`}`);
+}
+
+function checkTimes(decoded: DecodedJwt, nowSeconds: number): DecodedJwt {
   const { exp, nbf } = decoded.payload;
   if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp))) fail('bad-payload', '"exp" is not a number');
   if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf))) fail('bad-payload', '"nbf" is not a number');
@@ -144,6 +181,30 @@ export function verifyToken(token: string, keys: KeySet, nowSeconds: number, dec
     fail('not-yet-valid', `not valid before ${new Date(nbf * 1000).toISOString()} (${CLOCK_SKEW_SECONDS} s of clock skew allowed)`);
   }
   return decoded;
+}
+
+/**
+ * Verifies signature and time of a token against a key set. `nowSeconds` is the clock; exp and nbf allow
+ * CLOCK_SKEW_SECONDS. Issuer and audiences are the caller's business (they depend on the rule).
+ */
+export function verifyToken(token: string, keys: KeySet, nowSeconds: number, decoded: DecodedJwt = decodeToken(token)): DecodedJwt {
+  const c = signatureCheck(token, keys, decoded);
+  if (!c.candidates.some((k) => signatureValid(decoded.alg, k, c.signingInput, c.signature))) badSignature(decoded.alg, c.candidates);
+  return checkTimes(decoded, nowSeconds);
+}
+
+/** verifyToken with the signature checked on the threadpool; rejects with the same JwtErrors. */
+export async function verifyTokenAsync(token: string, keys: KeySet, nowSeconds: number, decoded: DecodedJwt = decodeToken(token)): Promise<DecodedJwt> {
+  const c = signatureCheck(token, keys, decoded);
+  let ok = false;
+  for (const k of c.candidates) {
+    if (await signatureValidAsync(decoded.alg, k, c.signingInput, c.signature)) {
+      ok = true;
+      break;
+    }
+  }
+  if (!ok) badSignature(decoded.alg, c.candidates);
+  return checkTimes(decoded, nowSeconds);
 }
 
 /** The token's audiences as a list (`aud` may be a string or a list). */
