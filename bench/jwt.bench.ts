@@ -21,23 +21,20 @@
  *    AuthorizationPolicies) carrying `Authorization: Bearer <token>`, with and without the cache, next to the same
  *    decide with a pre-verified `auth` and with no token at all: what JWT adds to a decision.
  *
- * Parts of those calls are measured alone in the same group (decoding, token extraction, building the VerifiedJwt,
- * request.auth, a FIFO eviction), and prototypes (here only; src/ unchanged) measure what the suggestions in
- * docs/benchmarks.md would give: a token-keyed cache looked up first, a fixed-shape VerifiedJwt built once per
- * token, ring eviction, and a decoder on Buffer's base64url. The prototypes are checked against src before timing.
+ * Parts of those calls are measured alone in the same group (decoding, token extraction, request.auth). And the
+ * proxy's path: `authenticateAsync`, which checks signatures on libuv's threadpool, with 16 tokens in flight, next
+ * to the limit on the threadpool (`crypto.verify` with a callback, 16 in flight).
  * Tokens are signed with jose's SignJWT in setup (16,388 per algorithm: a few seconds, mostly RSA signing).
  */
 import { generateKeyPairSync, verify as cryptoVerify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
-import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import { JwtAuthenticator, type KeySetState } from '../src/jwt/authenticator.ts';
+import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { JwtAuthenticator } from '../src/jwt/authenticator.ts';
 import { KeyRegistry } from '../src/jwt/key-registry.ts';
-import { isJwtAlgorithm, type KeySet } from '../src/jwt/key-set.ts';
-import {
-  audiencesOf, CLOCK_SKEW_SECONDS, decodeToken, ENVOY_MESSAGES, JwtError, MAX_TOKEN_LENGTH, verifyToken, type DecodedJwt, type JwtFailure,
-} from '../src/jwt/verify.ts';
+import type { KeySet } from '../src/jwt/key-set.ts';
+import { audiencesOf, decodeToken, verifyToken } from '../src/jwt/verify.ts';
 import type { Decision } from '../src/policy/decision.ts';
 import { PolicyEngine } from '../src/policy/engine.ts';
-import { extractTokens, type FoundToken, type JwtOutcome, type JwtRuleRef, type JwtVerifier, type TokenSource } from '../src/policy/request-authn.ts';
+import { extractTokens, type FoundToken, type JwtRuleRef, type JwtVerifier, type TokenSource } from '../src/policy/request-authn.ts';
 import { prepareAuth, type CheckRequest, type VerifiedJwt } from '../src/policy/request.ts';
 import { loadResources } from '../src/resources/load.ts';
 import type { RequestAuthentication } from '../src/resources/types.ts';
@@ -79,7 +76,7 @@ export interface JwtTimings {
   readonly pool: number;
 }
 
-export type JwtLevel = 'limit' | 'jose' | 'verifyToken' | 'authenticate' | 'decide' | 'part' | 'prototype';
+export type JwtLevel = 'limit' | 'jose' | 'verifyToken' | 'authenticate' | 'decide' | 'part';
 
 export interface JwtLine extends Measurement {
   readonly alg: BenchAlg;
@@ -243,52 +240,6 @@ function withBearer(token: string | undefined, auth?: CheckRequest['auth']): Che
 
 const expectedDecision = (d: Decision): boolean => d.decision === EXPECTED.decision && d.policy === EXPECTED.policy && d.rule === EXPECTED.rule;
 
-// ---------------------------------------------------------------- prototypes (src/ unchanged)
-
-const JWS_CHARSET = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/**
- * decodeToken's result for a well-formed token, decoded with Buffer's base64url and one charset check over the
- * whole token instead of three splits, a regex per part and jose's atob loop. Anything it does not accept as is
- * (too long, not three base64url parts, a part of 4n+1 characters, bad UTF-8 or JSON, not objects, alg, crit) goes
- * to decodeToken, so errors and their messages stay exactly decodeToken's.
- */
-function fastDecode(token: string): DecodedJwt {
-  if (token.length > MAX_TOKEN_LENGTH || !JWS_CHARSET.test(token)) return decodeToken(token);
-  const d1 = token.indexOf('.');
-  const d2 = token.indexOf('.', d1 + 1);
-  // forgiving-base64 (atob, which jose uses) refuses a remainder of 1; Buffer would drop the character.
-  if ((d1 & 3) === 1 || ((d2 - d1 - 1) & 3) === 1) return decodeToken(token);
-  let header: unknown;
-  let payload: unknown;
-  try {
-    header = JSON.parse(strictUtf8.decode(Buffer.from(token.slice(0, d1), 'base64url')));
-    payload = JSON.parse(strictUtf8.decode(Buffer.from(token.slice(d1 + 1, d2), 'base64url')));
-  } catch {
-    return decodeToken(token);
-  }
-  if (!isPlainObject(header) || !isPlainObject(payload) || !isJwtAlgorithm(header['alg']) || header['crit'] !== undefined) return decodeToken(token);
-  return { header, payload, alg: header['alg'] } as DecodedJwt;
-}
-
-interface ProtoEntry {
-  readonly decoded: DecodedJwt;
-  readonly exp: number | undefined;
-  /** The key sets that verified the token (a refreshed JWKS is a new KeySet: the token is checked again). */
-  readonly keys: KeySet[];
-  /** Built once per token: the same object every time, so the engine's request.auth cache hits too. */
-  jwt: VerifiedJwt | undefined;
-}
-
-interface ProtoFailure {
-  readonly reason: JwtFailure;
-  readonly detail: string;
-}
-
-const PROTO_SPACE_DELIMITED = ['scope', 'permission'];
-
 /** Where micro-measured results go, so that V8 cannot elide their allocation (escape analysis). */
 const sunk: unknown[] = new Array<unknown>(64);
 let sunkAt = 0;
@@ -296,140 +247,7 @@ function keep<T>(value: T): T {
   sunk[sunkAt++ & 63] = value;
   return value;
 }
-const SPACE_DELIMITED: ReadonlySet<string> = new Set(PROTO_SPACE_DELIMITED);
-
-/** VerifiedJwt as one literal of a fixed shape (absent members undefined), not conditional spreads. */
-function fixedShapeJwt(payload: JWTPayload, iss: string | undefined, aud: string[]): VerifiedJwt {
-  const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
-  const azp = (payload as { azp?: unknown }).azp;
-  return {
-    principal: iss !== undefined && sub !== undefined ? `${iss}/${sub}` : undefined,
-    audiences: aud,
-    presenter: typeof azp === 'string' ? azp : undefined,
-    claims: payload as Record<string, unknown>,
-  };
-}
-
-/** VerifiedJwt as JwtAuthenticator#one builds it (conditional spreads). */
-function spreadJwt(payload: JWTPayload, iss: string | undefined, aud: string[]): VerifiedJwt {
-  const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
-  const azp = (payload as { azp?: unknown }).azp;
-  return {
-    ...(iss !== undefined && sub !== undefined ? { principal: `${iss}/${sub}` } : {}),
-    audiences: aud,
-    ...(typeof azp === 'string' ? { presenter: azp } : {}),
-    claims: payload as Record<string, unknown>,
-  };
-}
-
-/**
- * The proposed JwtAuthenticator: one cache keyed by the token, looked up before anything else. An entry is made
- * only once a token verified (garbage tokens never fill it) and holds the decoded token, the key sets that verified
- * it and the VerifiedJwt, built once (fixed shape). A repeated token costs a map lookup, a key-set identity check
- * per rule and the audience check. A new token is decoded with fastDecode. Requirement semantics and failure
- * reasons as JwtAuthenticator's (messages shortened).
- */
-class ProtoAuthenticator implements JwtVerifier {
-  readonly #keysFor: (ref: JwtRuleRef) => KeySetState;
-  readonly #max: number;
-  readonly #tokens = new Map<string, ProtoEntry>();
-  /** Insertion order for eviction: a ring, not `keys().next()` (which skips every earlier deleted slot of the Map). */
-  readonly #ring: ({ token: string; entry: ProtoEntry } | undefined)[];
-  #ringAt = 0;
-
-  constructor(keysFor: (ref: JwtRuleRef) => KeySetState, max = DEFAULT_CACHE_SIZE) {
-    this.#keysFor = keysFor;
-    this.#max = max;
-    this.#ring = new Array<{ token: string; entry: ProtoEntry } | undefined>(max).fill(undefined);
-  }
-
-  #insert(token: string, entry: ProtoEntry): void {
-    const old = this.#ring[this.#ringAt];
-    if (old !== undefined && this.#tokens.get(old.token) === old.entry) this.#tokens.delete(old.token);
-    this.#ring[this.#ringAt] = { token, entry };
-    this.#ringAt = (this.#ringAt + 1) % this.#max;
-    this.#tokens.set(token, entry);
-  }
-
-  authenticate(tokens: readonly FoundToken[], _allRules: readonly JwtRuleRef[]): JwtOutcome {
-    let first: { jwt: VerifiedJwt; accepted: JwtRuleRef[] } | undefined;
-    for (const found of tokens) {
-      const r = this.#one(found);
-      if ('reason' in r) {
-        const status = r.reason === 'audience' ? 403 : 401;
-        return { kind: 'rejected', status, reason: ENVOY_MESSAGES[r.reason], message: `token in ${found.locations.join(', ')}: ${ENVOY_MESSAGES[r.reason]}: ${r.detail}` };
-      }
-      first ??= r;
-    }
-    if (first === undefined) return { kind: 'none', message: 'no token found' };
-    const spaceDelimited = new Set(PROTO_SPACE_DELIMITED);
-    for (const ref of first.accepted) for (const c of ref.rule.spaceDelimitedClaims ?? []) spaceDelimited.add(c);
-    const by = first.accepted[0]!;
-    const extra = tokens.length > 1 ? ` (${tokens.length} tokens, each verified)` : '';
-    return {
-      kind: 'verified', jwt: first.jwt, spaceDelimited,
-      message: `token verified: principal ${first.jwt.principal ?? '(no iss/sub)'}, accepted by ${by.policy} jwtRules[${by.index}]${extra}`,
-    };
-  }
-
-  #one(found: FoundToken): ProtoFailure | { jwt: VerifiedJwt; accepted: JwtRuleRef[] } {
-    const nowSeconds = Math.floor(Date.now() / 1000);
-    let entry = this.#tokens.get(found.token);
-    if (entry !== undefined && entry.exp !== undefined && nowSeconds > entry.exp + CLOCK_SKEW_SECONDS) {
-      this.#tokens.delete(found.token);
-      entry = undefined;
-    }
-    let decoded: DecodedJwt;
-    if (entry !== undefined) decoded = entry.decoded;
-    else {
-      try {
-        decoded = fastDecode(found.token);
-      } catch (err) {
-        if (err instanceof JwtError) return { reason: err.reason, detail: err.message };
-        throw err;
-      }
-    }
-    const iss = typeof decoded.payload.iss === 'string' ? decoded.payload.iss : undefined;
-    const candidates = found.rules.filter((ref) => ref.rule.issuer === undefined || ref.rule.issuer === '' || ref.rule.issuer === iss);
-    if (candidates.length === 0) return { reason: 'issuer-not-configured', detail: `issuer ${JSON.stringify(iss ?? '')} is not accepted` };
-    const verified: JwtRuleRef[] = [];
-    let failure: ProtoFailure | undefined;
-    for (const ref of candidates) {
-      const state = this.#keysFor(ref);
-      if ('unavailable' in state) {
-        failure ??= { reason: 'keys-unavailable', detail: state.unavailable };
-        continue;
-      }
-      if (entry !== undefined && entry.keys.includes(state.keys)) {
-        verified.push(ref);
-        continue;
-      }
-      try {
-        verifyToken(found.token, state.keys, nowSeconds, decoded);
-        if (entry === undefined) {
-          const exp = decoded.payload.exp;
-          entry = { decoded, exp: typeof exp === 'number' ? exp : undefined, keys: [], jwt: undefined };
-          this.#insert(found.token, entry);
-        }
-        entry.keys.push(state.keys);
-        verified.push(ref);
-      } catch (err) {
-        if (!(err instanceof JwtError)) throw err;
-        failure ??= { reason: err.reason, detail: err.message };
-      }
-    }
-    if (verified.length === 0 || entry === undefined) return failure ?? { reason: 'bad-signature', detail: 'no rule verified the token' };
-    const payload = decoded.payload;
-    const aud = entry.jwt?.audiences ?? audiencesOf(payload);
-    const accepted = verified.filter((ref) => {
-      const want = ref.rule.audiences ?? [];
-      return want.length === 0 || want.some((a) => aud.includes(a));
-    });
-    if (accepted.length === 0) return { reason: 'audience', detail: `audiences ${JSON.stringify(aud)} match none` };
-    const jwt = (entry.jwt ??= fixedShapeJwt(payload, iss, aud as string[]));
-    return { jwt, accepted };
-  }
-}
+const SPACE_DELIMITED: ReadonlySet<string> = new Set(['scope', 'permission']);
 
 // ---------------------------------------------------------------- the run
 
@@ -490,35 +308,14 @@ export async function benchJwt(opts: JwtBenchOptions): Promise<JwtResults> {
     const uncachedAuth = new JwtAuthenticator({ keysFor });
     const decideCachedAuth = new JwtAuthenticator({ keysFor });
     const decideUncachedAuth = new JwtAuthenticator({ keysFor });
-    // Insert + evict in a full FIFO Map, two ways (the keys are the pool's tokens, more than the Map holds).
-    const fifoMap = new Map<string, number>();
-    const fifoStep = (token: string): boolean => {
-      if (fifoMap.size >= DEFAULT_CACHE_SIZE) fifoMap.delete(fifoMap.keys().next().value!);
-      fifoMap.set(token, 1);
-      return fifoMap.size <= DEFAULT_CACHE_SIZE;
-    };
-    const ringMap = new Map<string, number>();
-    const ring = new Array<string | undefined>(DEFAULT_CACHE_SIZE).fill(undefined);
-    let ringAt = 0;
-    const ringStep = (token: string): boolean => {
-      const old = ring[ringAt];
-      if (old !== undefined) ringMap.delete(old);
-      ring[ringAt] = token;
-      ringAt = (ringAt + 1) % DEFAULT_CACHE_SIZE;
-      ringMap.set(token, 1);
-      return ringMap.size <= DEFAULT_CACHE_SIZE;
-    };
-    const decodedPool = pool.map((t) => decodeToken(t));
-    const audPool = decodedPool.map((d) => audiencesOf(d.payload));
-    const jwtPool = decodedPool.map((d, i) => spreadJwt(d.payload, ISSUER, audPool[i]!));
-    const protoCached = new ProtoAuthenticator(keysFor);
-    const protoUncached = new ProtoAuthenticator(keysFor);
-    const protoDecideCached = new ProtoAuthenticator(keysFor);
-    const protoDecideUncached = new ProtoAuthenticator(keysFor);
-    for (const a of [cachedAuth, decideCachedAuth, protoCached, protoDecideCached]) {
+    const jwtPool = pool.map((t) => {
+      const p = decodeToken(t).payload;
+      return { principal: `${ISSUER}/${String(p.sub)}`, audiences: audiencesOf(p), presenter: undefined, claims: p as Record<string, unknown> } as VerifiedJwt;
+    });
+    const asyncAuth = new JwtAuthenticator({ keysFor });
+    for (const a of [cachedAuth, decideCachedAuth]) {
       for (const t of hotFound) if (a.authenticate(t, rules).kind !== 'verified') throw new Error('hot token rejected');
     }
-    checkPrototypes(pool, keySet, nowSeconds, hotFound, rules, keysFor);
     checkCacheBehaviour(f.alg, keysFor, rules, hotFound, poolFound);
 
     const hotRequests = hot.map((t) => engine.prepare(withBearer(t)));
@@ -530,8 +327,6 @@ export async function benchJwt(opts: JwtBenchOptions): Promise<JwtResults> {
     const withCached = { jwtVerifier: decideCachedAuth as JwtVerifier };
     const withUncached = { jwtVerifier: decideUncachedAuth as JwtVerifier };
     const withNone = { jwtVerifier: decideCachedAuth as JwtVerifier };
-    const protoDecideCachedOpts = { jwtVerifier: protoDecideCached as JwtVerifier };
-    const protoDecideUncachedOpts = { jwtVerifier: protoDecideUncached as JwtVerifier };
 
     // One cursor per case, kept across batches: a batch must not start over at the same tokens.
     const cursors = new Map<string, number>();
@@ -571,6 +366,29 @@ export async function benchJwt(opts: JwtBenchOptions): Promise<JwtResults> {
       },
     });
 
+    // The threadpool lines: `inFlight` lanes, each awaiting its own calls in turn, until the round's deadline.
+    const lanes = (id: string, inFlight: number, once: (i: number) => Promise<boolean>): RoundCase => ({
+      id,
+      run: async (ms) => {
+        const end = deadlineIn(ms);
+        let c = cursors.get(id) ?? 0;
+        const counts = await Promise.all(
+          Array.from({ length: inFlight }, async () => {
+            let n = 0;
+            while (process.hrtime.bigint() < end) {
+              if (!(await once(c++ & MASK))) throw new Error(`${f.alg}/${id}: unexpected result`);
+              n++;
+            }
+            return n;
+          }),
+        );
+        cursors.set(id, c);
+        return counts.reduce((a, b) => a + b, 0);
+      },
+    });
+    const rawAsync = (i: number): Promise<boolean> =>
+      new Promise((resolve, reject) => cryptoVerify('sha256', signed[i]!.input, rawKey, signed[i]!.signature, (err, ok) => (err ? reject(err) : resolve(ok))));
+
     type CaseDef = { id: string; level: JwtLevel; cache: JwtLine['cache']; inFlight: number; label: string; round: RoundCase };
     const sync = (id: string, level: JwtLevel, cache: JwtLine['cache'], label: string, loop: (n: number) => number): CaseDef =>
       ({ id, level, cache, inFlight: 1, label, round: syncCase(`${f.alg}/${id}`, loop) });
@@ -581,9 +399,18 @@ export async function benchJwt(opts: JwtBenchOptions): Promise<JwtResults> {
         id: `jose-${JOSE_IN_FLIGHT}`, level: 'jose', cache: '-', inFlight: JOSE_IN_FLIGHT,
         label: `jose jwtVerify(token, key, {algorithms, issuer, audience}), ${JOSE_IN_FLIGHT} in flight`, round: joseCase(`jose-${JOSE_IN_FLIGHT}`, JOSE_IN_FLIGHT),
       },
+      {
+        id: `raw-async-${JOSE_IN_FLIGHT}`, level: 'limit', cache: '-', inFlight: JOSE_IN_FLIGHT,
+        label: `limit on the threadpool: crypto.verify(…, callback), ${JOSE_IN_FLIGHT} in flight`, round: lanes(`raw-async-${JOSE_IN_FLIGHT}`, JOSE_IN_FLIGHT, rawAsync),
+      },
       sync('verifyToken', 'verifyToken', 'uncached', 'verifyToken(token, keySet, now)', pooled('verifyToken', (i) => verifyToken(pool[i]!, keySet, nowSeconds).payload.sub === sub(i))),
       sync('authenticate-cached', 'authenticate', 'cached', 'JwtAuthenticator.authenticate, repeated tokens (cache hits)', repeated((i) => cachedAuth.authenticate(hotFound[i]!, rules).kind === 'verified')),
       sync('authenticate-uncached', 'authenticate', 'uncached', 'JwtAuthenticator.authenticate, distinct tokens (cache misses)', pooled('authenticate-uncached', (i) => uncachedAuth.authenticate(poolFound[i]!, rules).kind === 'verified')),
+      {
+        id: `authenticate-async-${JOSE_IN_FLIGHT}`, level: 'authenticate', cache: 'uncached', inFlight: JOSE_IN_FLIGHT,
+        label: `JwtAuthenticator.authenticateAsync (signatures on the threadpool), distinct tokens, ${JOSE_IN_FLIGHT} in flight`,
+        round: lanes(`authenticate-async-${JOSE_IN_FLIGHT}`, JOSE_IN_FLIGHT, async (i) => (await asyncAuth.authenticateAsync(poolFound[i]!, rules)).kind === 'verified'),
+      },
       sync('decide-cached', 'decide', 'cached', 'engine.decide(prepared, {jwtVerifier}), Bearer, repeated tokens', repeated((i) => expectedDecision(engine.decide(hotRequests[i]!, withCached)))),
       sync('decide-uncached', 'decide', 'uncached', 'engine.decide(prepared, {jwtVerifier}), Bearer, distinct tokens', pooled('decide-uncached', (i) => expectedDecision(engine.decide(poolRequests[i]!, withUncached)))),
       sync('decide-auth', 'decide', '-', 'engine.decide(prepared) with a pre-verified auth', repeated((i) => expectedDecision(engine.decide(authRequests[i]!)))),
@@ -591,17 +418,7 @@ export async function benchJwt(opts: JwtBenchOptions): Promise<JwtResults> {
       sync('decodeToken', 'part', '-', 'decodeToken(token)', pooled('decodeToken', (i) => decodeToken(pool[i]!).alg === f.alg)),
       sync('jose-decode', 'part', '-', '  jose decodeProtectedHeader + decodeJwt', pooled('jose-decode', (i) => decodeProtectedHeader(pool[i]!).kid === f.kid && decodeJwt(pool[i]!).sub === sub(i))),
       sync('extractTokens', 'part', '-', 'extractTokens(rules, prepared) (the engine, before the verifier)', repeated((i) => extractTokens(rules, hotRequests[i]!).length === 1)),
-      sync('verifiedjwt-spread', 'part', '-', 'VerifiedJwt literal with conditional spreads (as JwtAuthenticator builds it per call)', pooled('verifiedjwt-spread', (i) => keep(spreadJwt(decodedPool[i]!.payload, ISSUER, audPool[i]!)).principal !== undefined)),
-      sync('verifiedjwt-fixed', 'prototype', '-', 'prototype: the same as one fixed-shape literal', pooled('verifiedjwt-fixed', (i) => keep(fixedShapeJwt(decodedPool[i]!.payload, ISSUER, audPool[i]!)).principal !== undefined)),
       sync('prepareAuth', 'part', '-', "prepareAuth(jwt, spaceDelimited) (the engine's request.auth, per new VerifiedJwt object)", pooled('prepareAuth', (i) => keep(prepareAuth(jwtPool[i]!, SPACE_DELIMITED)).sub === sub(i))),
-      sync('evict-keys-next', 'part', '-', `insert + FIFO eviction in a full Map of ${int(DEFAULT_CACHE_SIZE)}: delete(keys().next().value) (the caches' way)`, pooled('evict-keys-next', (i) => fifoStep(pool[i]!))),
-      sync('evict-ring', 'prototype', '-', 'prototype: the same, the insertion order kept in a ring of keys', pooled('evict-ring', (i) => ringStep(pool[i]!))),
-      sync('fastDecode', 'prototype', '-', 'prototype: fastDecode(token) (Buffer base64url, one charset check)', pooled('fastDecode', (i) => fastDecode(pool[i]!).alg === f.alg)),
-      sync('proto-verifyToken', 'prototype', 'uncached', 'prototype: verifyToken(token, keySet, now, fastDecode(token))', pooled('proto-verifyToken', (i) => verifyToken(pool[i]!, keySet, nowSeconds, fastDecode(pool[i]!)).payload.sub === sub(i))),
-      sync('proto-cached', 'prototype', 'cached', 'prototype: authenticate, token-first cache (+ fixed shape, fastDecode), repeated tokens', repeated((i) => protoCached.authenticate(hotFound[i]!, rules).kind === 'verified')),
-      sync('proto-uncached', 'prototype', 'uncached', 'prototype: the same, distinct tokens', pooled('proto-uncached', (i) => protoUncached.authenticate(poolFound[i]!, rules).kind === 'verified')),
-      sync('proto-decide-cached', 'prototype', 'cached', 'prototype: engine.decide with that verifier, Bearer, repeated tokens', repeated((i) => expectedDecision(engine.decide(hotRequests[i]!, protoDecideCachedOpts)))),
-      sync('proto-decide-uncached', 'prototype', 'uncached', 'prototype: engine.decide with that verifier, Bearer, distinct tokens', pooled('proto-decide-uncached', (i) => expectedDecision(engine.decide(poolRequests[i]!, protoDecideUncachedOpts)))),
     ];
     log(`jwt ${f.alg}: ${defs.map((d) => d.id).join(', ')}, round-robin:`);
     const measured = await measureRounds(defs.map((d) => d.round), timing.rounds, { secondWarmup: true });
@@ -670,41 +487,6 @@ function checkCacheBehaviour(
   if (checks !== calls.length) throw new Error(`${alg}: the uncached authenticator checked ${checks} signatures for ${calls.length} calls`);
 }
 
-/** The prototypes must give what src gives: the same decoded tokens and the same outcomes. */
-function checkPrototypes(
-  pool: readonly string[],
-  keySet: KeySet,
-  nowSeconds: number,
-  hot: readonly FoundToken[][],
-  rules: readonly JwtRuleRef[],
-  keysFor: (ref: JwtRuleRef) => KeySetState,
-): void {
-  const same = (a: unknown, b: unknown, what: string): void => {
-    if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`prototype differs from src: ${what}`);
-  };
-  for (const t of pool.slice(0, 64)) same(fastDecode(t), decodeToken(t), 'fastDecode');
-  same(verifyToken(pool[0]!, keySet, nowSeconds, fastDecode(pool[0]!)), verifyToken(pool[0]!, keySet, nowSeconds), 'verifyToken');
-  const strip = (o: JwtOutcome): unknown => (o.kind === 'verified' ? { ...o, jwt: JSON.parse(JSON.stringify(o.jwt)), spaceDelimited: [...o.spaceDelimited] } : o);
-  const real = new JwtAuthenticator({ keysFor });
-  const proto = new ProtoAuthenticator(keysFor);
-  for (let pass = 0; pass < 2; pass++) for (const t of hot) same(strip(proto.authenticate(t, rules)), strip(real.authenticate(t, rules)), 'authenticate');
-  for (const bad of ['', 'a.b', `${pool[0]!}x`, pool[0]!.replace('.', '.e30.'), `${pool[0]!.split('.')[0]}.e30.`]) {
-    let a: unknown;
-    let b: unknown;
-    try {
-      a = fastDecode(bad);
-    } catch (err) {
-      a = (err as Error).message;
-    }
-    try {
-      b = decodeToken(bad);
-    } catch (err) {
-      b = (err as Error).message;
-    }
-    same(a, b, `fastDecode(${JSON.stringify(bad.slice(0, 20))}…)`);
-  }
-}
-
 // ---------------------------------------------------------------- ratios and targets
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -743,6 +525,12 @@ function ratiosAndTargets(lines: readonly JwtLine[]): { ratios: JwtRatio[]; targ
     ratio(`jose, ${JOSE_IN_FLIGHT} in flight / awaited in turn`, faster(jose, joseSeq), 'threadpool on 2 cores');
     ratio(`jose, ${JOSE_IN_FLIGHT} in flight / raw crypto.verify`, faster(jose, raw), '');
     ratio('jose, awaited in turn / raw crypto.verify', faster(joseSeq, raw), '');
+    const rawAsync = line(alg, `raw-async-${JOSE_IN_FLIGHT}`);
+    const ua = line(alg, `authenticate-async-${JOSE_IN_FLIGHT}`);
+    ratio(`authenticateAsync, uncached, ${JOSE_IN_FLIGHT} in flight / raw crypto.verify`, faster(ua, raw), `target ≥ ${TARGET_UNCACHED_VS_RAW}× (the proxy's path)`);
+    ratio(`authenticateAsync, uncached / the limit on the threadpool (${JOSE_IN_FLIGHT} in flight each)`, faster(ua, rawAsync), 'what Rampart keeps of the threadpool');
+    ratio(`limit on the threadpool, ${JOSE_IN_FLIGHT} in flight / raw crypto.verify`, faster(rawAsync, raw), 'both cores against one');
+    ratio(`authenticateAsync / jose, ${JOSE_IN_FLIGHT} in flight each`, faster(ua, jose), 'the same concurrency');
     const delta = (a: JwtLine, b: JwtLine): string => `${a.nsPerOp >= b.nsPerOp ? '+' : ''}${us(a.nsPerOp - b.nsPerOp)} µs`;
     ratio('decide with Bearer, cached − decide with pre-verified auth', dc.nsPerOp - da.nsPerOp, 'what JWT adds to a decision (cache hit)', delta(dc, da));
     ratio('decide with Bearer, uncached − decide with pre-verified auth', du.nsPerOp - da.nsPerOp, 'what JWT adds (signature checked)', delta(du, da));
@@ -750,29 +538,13 @@ function ratiosAndTargets(lines: readonly JwtLine[]): { ratios: JwtRatio[]; targ
     ratio('decide with Bearer, cached − (decide with pre-verified auth + authenticate, cached)', dc.nsPerOp - da.nsPerOp - cached.nsPerOp,
       "the engine's own JWT work: extractTokens, request.auth for a new VerifiedJwt", `${us(dc.nsPerOp - da.nsPerOp - cached.nsPerOp)} µs`);
 
-    // The prototypes (bench only): what the changes proposed in docs/benchmarks.md would give.
-    const evict = line(alg, 'evict-keys-next');
-    ratio(`FIFO eviction, Map of ${int(DEFAULT_CACHE_SIZE)}: keys().next() − ring of keys`, evict.nsPerOp - line(alg, 'evict-ring').nsPerOp,
-      'per insertion into a full cache (src pays it twice per new token: decoded and verified caches)', delta(evict, line(alg, 'evict-ring')));
-    const spread = line(alg, 'verifiedjwt-spread');
-    const fixedShape = line(alg, 'verifiedjwt-fixed');
-    ratio('VerifiedJwt: conditional spreads − one fixed-shape literal', spread.nsPerOp - fixedShape.nsPerOp, `${x(spread.nsPerOp / fixedShape.nsPerOp)} the time`, delta(spread, fixedShape));
-    ratio(`prototype: token-first cache, cached / jose, ${JOSE_IN_FLIGHT} in flight`, faster(line(alg, 'proto-cached'), jose), `target ≥ ${TARGET_CACHED_VS_JOSE}× (src: ${x(faster(cached, jose))})`);
-    ratio('prototype: fastDecode / decodeToken (time)', line(alg, 'fastDecode').nsPerOp / line(alg, 'decodeToken').nsPerOp, '');
-    ratio('prototype: verifyToken with fastDecode / raw crypto.verify', faster(line(alg, 'proto-verifyToken'), raw), `target ≥ ${TARGET_UNCACHED_VS_RAW}× (src: ${x(faster(vt, raw))})`);
-    ratio('prototype: authenticate, uncached / raw crypto.verify', faster(line(alg, 'proto-uncached'), raw), `target ≥ ${TARGET_UNCACHED_VS_RAW}× (src: ${x(faster(unc, raw))})`);
-    const pdc = line(alg, 'proto-decide-cached');
-    const pdu = line(alg, 'proto-decide-uncached');
-    ratio('prototype: decide with Bearer, cached − decide with pre-verified auth', pdc.nsPerOp - da.nsPerOp, `src: ${delta(dc, da)}`, delta(pdc, da));
-    ratio('prototype: decide with Bearer, uncached / raw crypto.verify', faster(pdu, raw), `src: ${x(faster(du, raw))}`);
-
     const c = faster(cached, jose);
     targets.push({
       target: `${alg}: authenticate with the cache ≥ ${TARGET_CACHED_VS_JOSE}× bare jose (${JOSE_IN_FLIGHT} in flight)`,
       measured: `${x(c)}: ${int(cached.opsPerSec)}/s (${us(cached.nsPerOp)} µs) vs ${int(jose.opsPerSec)}/s; ${x(faster(cached, joseSeq))} jose in turn`,
       met: c >= TARGET_CACHED_VS_JOSE,
     });
-    for (const [m, what] of [[vt, 'verifyToken'], [unc, 'authenticate without the cache']] as const) {
+    for (const [m, what] of [[vt, 'verifyToken (one thread)'], [unc, 'authenticate without the cache (one thread)'], [ua, `authenticateAsync without the cache (${JOSE_IN_FLIGHT} in flight)`]] as const) {
       const q = faster(m, raw);
       targets.push({
         target: `${alg}: ${what} ≥ ${TARGET_UNCACHED_VS_RAW}× the raw signature check`,
