@@ -1,0 +1,1 @@
+export { jwksTelemetry, type EventLog, type JwksTelemetry } from './jwks.ts';
