@@ -262,17 +262,29 @@ test('authenticateAsync (signatures on the threadpool) gives the same outcome as
     assert.equal(text(sync), want, name);
     assert.deepEqual(async, sync, name);
   }
-  // A token verified on the threadpool is a cache hit for the synchronous path (what a proxy's decide runs).
+  // Admission on the second verification: a token verified on the threadpool, then synchronously (what a proxy's
+  // decide runs), is then served from the cache, with the same request.auth view.
   const shared = new JwtAuthenticator({ keysFor: () => ({ keys: spy }) });
   const t = await token(A, { sub: 'carol' });
   checks = 0;
   const first = await shared.authenticateAsync(found(t), [ref]);
   assert.equal(checks, 1);
-  const again = shared.authenticate(found(t), [ref]);
-  assert.equal(checks, 1);
-  assert.ok(first.kind === 'verified' && again.kind === 'verified');
-  assert.equal(again.jwt, first.jwt, 'the same request.auth view');
+  const second = shared.authenticate(found(t), [ref]);
+  assert.equal(checks, 2, 'seen once: not cached yet');
+  const third = shared.authenticate(found(t), [ref]);
+  assert.equal(await shared.authenticateAsync(found(t), [ref]).then((o) => o.kind), 'verified');
+  assert.equal(checks, 2, 'admitted on its second verification');
+  assert.ok(first.kind === 'verified' && second.kind === 'verified' && third.kind === 'verified');
+  assert.equal(third.jwt, second.jwt, 'the same request.auth view');
   assert.equal(first.jwt.principal, 'https://a.example/carol');
+  // A flood of one-off tokens larger than the cache does not push out a token that is repeated.
+  const small = new JwtAuthenticator({ keysFor: () => ({ keys: spy }), cacheSize: 8 });
+  small.authenticate(found(t), [ref]);
+  small.authenticate(found(t), [ref]);
+  for (let i = 0; i < 40; i++) assert.equal(small.authenticate(found(await token(A, { sub: `one-off-${i}` })), [ref]).kind, 'verified');
+  checks = 0;
+  small.authenticate(found(t), [ref]);
+  assert.equal(checks, 0, 'still cached after 40 one-off tokens through a cache of 8');
   // Rejected tokens never enter the cache: each attempt is checked again.
   const bad = await token(other);
   checks = 0;

@@ -90,6 +90,12 @@ export class JwtAuthenticator implements JwtVerifier {
    * garbage cannot fill it; a repeated token skips decoding and its signature check.
    */
   readonly #verified: BoundedMap<string, Verified>;
+  /**
+   * Tokens verified once and not (yet) admitted. A token enters #verified on its second verification while still
+   * remembered here: a stream of one-off tokens (new clients, or a flood) then never pushes out the tokens that
+   * clients repeat, and costs no long-lived cache entry per token.
+   */
+  readonly #seenOnce: BoundedMap<string, true>;
   readonly #headers = new BoundedMap<string, ProtectedHeaderParameters>(256);
   /** The request.auth view of a verified payload, built once: the engine caches its prepared form by identity. */
   readonly #views = new WeakMap<JWTPayload, VerifiedJwt>();
@@ -97,6 +103,7 @@ export class JwtAuthenticator implements JwtVerifier {
   constructor(options: JwtAuthenticatorOptions) {
     this.#onUnknownKid = options.onUnknownKid;
     this.#verified = new BoundedMap(options.cacheSize ?? 10_000);
+    this.#seenOnce = new BoundedMap(Math.min(options.cacheSize ?? 10_000, 1_024));
     this.#keysFor = options.keysFor;
     this.#now = options.now ?? Date.now;
   }
@@ -192,7 +199,13 @@ export class JwtAuthenticator implements JwtVerifier {
   #passed(p: Pending, ref: JwtRuleRef, keys: KeySet): void {
     p.verified.push(ref);
     const entry = this.#verified.get(p.found.token);
-    if (entry === undefined) this.#verified.set(p.found.token, { decoded: p.decoded, keySets: [keys] });
+    if (entry === undefined) {
+      if (this.#seenOnce.get(p.found.token) === undefined) this.#seenOnce.set(p.found.token, true);
+      else {
+        this.#seenOnce.delete(p.found.token);
+        this.#verified.set(p.found.token, { decoded: p.decoded, keySets: [keys] });
+      }
+    }
     else if (!entry.keySets.includes(keys)) {
       if (entry.keySets.length >= KEY_SETS_PER_TOKEN) entry.keySets.shift();
       entry.keySets.push(keys);
