@@ -61,7 +61,7 @@ export function parseMeshConfig(text: string, file: string): { mesh: MeshSetting
   return { mesh, diagnostics: [...diagnostics, ...r.diagnostics] };
 }
 
-function decodeMesh(r: Reporter, value: unknown): MeshSettings {
+export function decodeMesh(r: Reporter, value: unknown): MeshSettings {
   if (value === null || value === undefined) return DEFAULT_MESH;
   if (!isPlainObject(value)) {
     r.error([], 'ERR_FIELD_TYPE', 'MeshConfig must be a mapping');
