@@ -96,6 +96,21 @@ export function buildProgram(): Command {
       emit(await (await import('./ca.ts')).runCaUse({ ca: dir, signer: o.signer }));
     });
 
+  program
+    .command('proxy')
+    .description("the sidecar of one workload: mTLS, JWT and authorization on every inbound request, as Istio's")
+    .requiredOption('--mesh <file>', 'the mesh file (meshConfig, workloads, services)')
+    .requiredOption('-c, --config <paths...>', 'policy files or directories (watched; a change with errors is refused)')
+    .requiredOption('--workload <namespace/name>', 'which workload of the mesh file this sidecar serves')
+    .requiredOption('--ca <dir>', 'a CA directory (rampart ca init) to get and renew the SVID from')
+    .option('--svid-ttl <duration>', 'SVID lifetime (default: the CA default, 24h)')
+    .option('--host <address>', "listen address of the inbound listeners (default: the workload's address)")
+    .option('--admin-port <port>', 'admin endpoint on 127.0.0.1: /ready, /metrics, /config, /certs (0: any free port)')
+    .option('--debug-headers', 'name the deciding layer and policy in denial responses (off: never tell callers)')
+    .action(async (o: { mesh: string; config: string[]; workload: string; ca: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean }) => {
+      process.exitCode = await (await import('./proxy.ts')).runProxy(o);
+    });
+
   const jwt = program.command('jwt').description('JSON Web Tokens');
   jwt.command('decode')
     .description('show header, claims and times of a token and what would make Rampart (as Envoy) refuse it (exit 1 if anything would)')

@@ -1,0 +1,63 @@
+import { pino } from 'pino';
+import { RampartError } from '../errors.ts';
+import { Sidecar } from '../proxy/sidecar.ts';
+import { parseTtl } from './duration.ts';
+
+export interface ProxyOptions {
+  readonly mesh: string;
+  readonly config: readonly string[];
+  readonly workload: string;
+  readonly ca: string;
+  readonly svidTtl?: string;
+  readonly host?: string;
+  readonly adminPort?: string;
+  readonly debugHeaders?: boolean;
+}
+
+/**
+ * `rampart proxy`: runs until SIGINT/SIGTERM. Logs and the access log are JSON lines on standard output (one
+ * stream, as a sidecar's container log); a first configuration with errors exits 2 with every diagnostic.
+ */
+export async function runProxy(o: ProxyOptions): Promise<number> {
+  const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  const access = log.child({ log: 'access' });
+  let ttlMs: number | undefined;
+  try {
+    ttlMs = o.svidTtl === undefined ? undefined : parseTtl(o.svidTtl, '--svid-ttl');
+  } catch (err) {
+    process.stderr.write(`rampart proxy: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const adminPort = o.adminPort === undefined ? undefined : Number(o.adminPort);
+  if (adminPort !== undefined && (!Number.isInteger(adminPort) || adminPort < 0 || adminPort > 65535)) {
+    process.stderr.write(`rampart proxy: --admin-port: not a port: ${o.adminPort}\n`);
+    return 2;
+  }
+  const sidecar = new Sidecar({
+    meshFile: o.mesh,
+    config: o.config,
+    workload: o.workload,
+    caDir: o.ca,
+    ...(ttlMs === undefined ? {} : { svidTtlMs: ttlMs }),
+    ...(o.host === undefined ? {} : { host: o.host }),
+    ...(adminPort === undefined ? {} : { adminPort }),
+    ...(o.debugHeaders === undefined ? {} : { debugHeaders: o.debugHeaders }),
+    log,
+    accessLog: (e) => access.info(e),
+  });
+  try {
+    await sidecar.start();
+  } catch (err) {
+    process.stderr.write(`rampart proxy: ${err instanceof RampartError ? err.message : String(err)}\n`);
+    await sidecar.stop();
+    return 2;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  log.info({ event: 'stopping' }, 'stopping: open connections finish');
+  await sidecar.stop();
+  return 0;
+}

@@ -1,0 +1,499 @@
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import tls, { TLSSocket, type TlsOptions } from 'node:tls';
+import { decodeJwt } from 'jose';
+import type { Duplex } from 'node:stream';
+import type { JwtAuthenticator } from '../jwt/authenticator.ts';
+import { upstreamEdits } from '../jwt/forwarding.ts';
+import type { TrustBundle } from '../identity/trust-bundle.ts';
+import { verifyTlsPeer } from '../identity/tls.ts';
+import type { Decision } from '../policy/decision.ts';
+import type { PolicyEngine, WorkloadPolicy } from '../policy/engine.ts';
+import { extractTokens, type FoundToken, type JwtRuleRef } from '../policy/request-authn.ts';
+import type { CheckRequest } from '../policy/request.ts';
+import type { MeshWorkload, WorkloadPort } from '../resources/mesh-file.ts';
+import { xfccValue } from './xfcc.ts';
+
+/**
+ * One inbound listener of a sidecar: a workload port. The port's effective PeerAuthentication mode decides what a
+ * connection may be (STRICT: mTLS only; PERMISSIVE: mTLS or plaintext, told apart by the first byte; DISABLE:
+ * plaintext). HTTP requests go through the engine exactly as `rampart check` decides them (JWT, then CUSTOM, DENY,
+ * ALLOW) and, when allowed, to the app on 127.0.0.1 over a keep-alive pool; TCP connections are decided on their
+ * L4 fields and piped.
+ */
+
+/** What requests are decided against; replaced whole when the configuration changes. */
+export interface InboundState {
+  readonly version: string;
+  readonly engine: PolicyEngine;
+  readonly policy: WorkloadPolicy;
+  readonly jwt: JwtAuthenticator | undefined;
+}
+
+/** The sidecar's TLS side; replaced whole when its SVID rotates or the trust bundle changes. */
+export interface TlsState {
+  /** serverTlsOptions of the current SVID and bundle. */
+  readonly options: TlsOptions;
+  readonly bundle: TrustBundle;
+  /** This sidecar's own SPIFFE ID (`By=` of x-forwarded-client-cert). */
+  readonly spiffeId: string;
+}
+
+/** One access-log entry: a request, or a TCP connection, or a connection refused before either. */
+export interface AccessEntry {
+  readonly kind: 'http' | 'tcp' | 'connection';
+  readonly start: number;
+  readonly durationMs: number;
+  readonly port: number;
+  readonly sourceIp: string | undefined;
+  readonly sourcePrincipal: string | undefined;
+  readonly mtls: boolean;
+  readonly method?: string;
+  readonly authority?: string;
+  readonly path?: string;
+  readonly status: number | undefined;
+  /** Envoy's response flags: `-`, `UF` (upstream connection failure), `DC` (downstream closed), `UT` (upstream timeout). */
+  readonly responseFlags: string;
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+  readonly requestPrincipal: string | undefined;
+  readonly decision: 'ALLOW' | 'DENY';
+  readonly decidedBy: Decision['decidedBy'] | 'connection';
+  readonly policy: string | null;
+  readonly rule: number | null;
+  readonly reason: string;
+  readonly requestId: string | undefined;
+  readonly configVersion: string;
+}
+
+export interface InboundLimits {
+  /** Time allowed for a client's first byte and for each idle gap on a connection. */
+  readonly idleTimeoutMs: number;
+  /** Time allowed for the request headers (slow clients are cut off). */
+  readonly headersTimeoutMs: number;
+  /** Time allowed for a whole request, body included. */
+  readonly requestTimeoutMs: number;
+  readonly maxHeaderBytes: number;
+  readonly maxHeaders: number;
+  /** Time allowed for the TLS handshake. */
+  readonly handshakeTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: InboundLimits = {
+  idleTimeoutMs: 60_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 300_000,
+  maxHeaderBytes: 60 * 1024,
+  maxHeaders: 100,
+  handshakeTimeoutMs: 10_000,
+};
+
+export interface InboundOptions {
+  readonly workload: MeshWorkload;
+  readonly port: WorkloadPort;
+  /** Address to listen on. */
+  readonly host: string;
+  /** Port to listen on (the workload port unless tests remap it). */
+  readonly listenPort?: number;
+  readonly state: () => InboundState;
+  readonly tls: () => TlsState | undefined;
+  readonly onAccess: (entry: AccessEntry) => void;
+  /** Add x-rampart-request-id / x-rampart-policy to denials (off by default: policy names stay private). */
+  readonly debugHeaders?: boolean;
+  readonly limits?: Partial<InboundLimits>;
+}
+
+interface ConnInfo {
+  readonly peer: string | undefined;
+  readonly peerCertDer: Buffer | undefined;
+  readonly mtls: boolean;
+  readonly sourceIp: string | undefined;
+  readonly localIp: string | undefined;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'x-forwarded-client-cert']);
+
+/** Wait for the first bytes of a stream without consuming them (null when it ends or times out first). */
+function peek(stream: Duplex, timeoutMs: number): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const done = (chunk: Buffer | null): void => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onEnd);
+      stream.off('error', onEnd);
+      resolve(chunk);
+    };
+    const onData = (chunk: Buffer): void => {
+      stream.pause();
+      stream.unshift(chunk);
+      done(chunk);
+    };
+    const onEnd = (): void => done(null);
+    const timer = setTimeout(() => done(null), timeoutMs);
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('close', onEnd);
+    stream.once('error', onEnd);
+  });
+}
+
+const HTTP_START = /^(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PRI) /;
+
+export class InboundListener {
+  readonly #o: InboundOptions;
+  readonly #limits: InboundLimits;
+  readonly #server: net.Server;
+  readonly #http: http.Server;
+  readonly #conns = new WeakMap<object, ConnInfo>();
+  readonly #agent: http.Agent;
+  readonly #open = new Set<Duplex>();
+  /** Terminates mTLS for connections handed to it; its context follows the TLS state (rotation). */
+  #tlsServer: tls.Server | undefined;
+  #tlsFor: TlsState | undefined;
+
+  constructor(options: InboundOptions) {
+    this.#o = options;
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
+    this.#http = http.createServer({
+      requestTimeout: this.#limits.requestTimeoutMs,
+      headersTimeout: this.#limits.headersTimeoutMs,
+      maxHeaderSize: this.#limits.maxHeaderBytes,
+      keepAliveTimeout: this.#limits.idleTimeoutMs,
+      // llhttp's strict mode stays on: both Content-Length and Transfer-Encoding, bad chunking and other smuggling
+      // shapes are refused with 400 before a request event.
+      insecureHTTPParser: false,
+    }, (req, res) => this.#onRequest(req, res));
+    this.#http.maxHeadersCount = this.#limits.maxHeaders;
+    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket));
+    this.#server = net.createServer({ noDelay: true }, (socket) => void this.#onConnection(socket));
+  }
+
+  get port(): number {
+    return (this.#server.address() as net.AddressInfo).port;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#o.listenPort ?? this.#o.port.port, this.#o.host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting; open connections are closed once idle (in-flight requests finish). */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#http.closeIdleConnections();
+      for (const s of this.#open) if (!this.#busy(s)) s.destroy();
+      setTimeout(() => {
+        for (const s of this.#open) s.destroy();
+      }, 5_000).unref();
+    });
+    this.#agent.destroy();
+  }
+
+  #busy(s: Duplex): boolean {
+    return (s as Duplex & { _httpMessage?: unknown })._httpMessage !== undefined && (s as Duplex & { _httpMessage?: unknown })._httpMessage !== null;
+  }
+
+  async #onConnection(socket: net.Socket): Promise<void> {
+    const start = Date.now();
+    socket.setTimeout(this.#limits.idleTimeoutMs, () => socket.destroy());
+    socket.on('error', () => socket.destroy());
+    this.#open.add(socket);
+    socket.once('close', () => this.#open.delete(socket));
+    const first = await peek(socket, this.#limits.idleTimeoutMs);
+    if (first === null) {
+      socket.destroy();
+      return;
+    }
+    const mode = this.#o.state().policy.mtls.modeFor(this.#o.port.port);
+    const isTls = first[0] === 0x16;
+    const tlsState = this.#o.tls();
+    const base = { sourceIp: socket.remoteAddress, localIp: socket.localAddress };
+    if (isTls && mode !== 'DISABLE') {
+      if (tlsState === undefined) {
+        this.#refuse(socket, start, 'no SVID yet: mTLS cannot be terminated');
+        return;
+      }
+      this.#tlsServerFor(tlsState).emit('connection', socket);
+      return;
+    }
+    if (!isTls && mode === 'STRICT') {
+      this.#refuse(socket, start, 'plaintext connection refused: mTLS mode is STRICT');
+      return;
+    }
+    this.#conns.set(socket, { ...base, peer: undefined, peerCertDer: undefined, mtls: false });
+    void this.#dispatch(socket, start);
+  }
+
+  /** A node:tls server used only to terminate: it checks the chain against the bundle (socket.authorized). */
+  #tlsServerFor(state: TlsState): tls.Server {
+    if (this.#tlsServer === undefined) {
+      const server = tls.createServer({ ...state.options, handshakeTimeout: this.#limits.handshakeTimeoutMs, ALPNProtocols: ['http/1.1'] });
+      server.on('secureConnection', (t: TLSSocket) => this.#onSecure(t, this.#tlsFor ?? state));
+      server.on('tlsClientError', (err: Error, t: TLSSocket) => {
+        this.#refuse(t, Date.now(), `TLS handshake failed: ${err.message}`, t.remoteAddress);
+      });
+      this.#tlsServer = server;
+    } else if (state !== this.#tlsFor) {
+      // A rotated SVID or a new bundle: new handshakes use it, established connections keep theirs.
+      this.#tlsServer.setSecureContext({ ...state.options });
+    }
+    this.#tlsFor = state;
+    return this.#tlsServer;
+  }
+
+  #onSecure(t: TLSSocket, state: TlsState): void {
+    const start = Date.now();
+    t.on('error', () => t.destroy());
+    this.#open.add(t);
+    t.once('close', () => this.#open.delete(t));
+    let peer: string;
+    try {
+      peer = verifyTlsPeer(t, state.bundle, 'client').spiffeId.uri;
+    } catch (err) {
+      this.#refuse(t, start, `mTLS peer rejected: ${(err as Error).message}`, t.remoteAddress);
+      return;
+    }
+    const cert = t.getPeerCertificate(false);
+    this.#conns.set(t, { sourceIp: t.remoteAddress, localIp: t.localAddress, peer, peerCertDer: cert.raw, mtls: true });
+    void this.#dispatch(t, start);
+  }
+
+  /** HTTP or TCP by the port's protocol, or by the first bytes when it is not declared. */
+  async #dispatch(stream: Duplex, start: number): Promise<void> {
+    let protocol = this.#o.port.protocol;
+    if (protocol === 'DETECT') {
+      const first = await peek(stream, this.#limits.idleTimeoutMs);
+      if (first === null) {
+        stream.destroy();
+        return;
+      }
+      protocol = HTTP_START.test(first.subarray(0, 8).toString('latin1')) ? 'HTTP' : 'TCP';
+    }
+    if (protocol === 'TCP') this.#tcp(stream, start);
+    else {
+      stream.resume();
+      this.#http.emit('connection', stream);
+    }
+  }
+
+  #refuse(stream: Duplex, start: number, reason: string, sourceIp?: string): void {
+    const sock = stream as net.Socket;
+    this.#o.onAccess({
+      kind: 'connection', start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: sourceIp ?? sock.remoteAddress, sourcePrincipal: undefined,
+      mtls: false, status: undefined, responseFlags: 'UPE', bytesReceived: 0, bytesSent: 0, requestPrincipal: undefined, decision: 'DENY',
+      decidedBy: 'connection', policy: null, rule: null, reason, requestId: undefined, configVersion: this.#o.state().version,
+    });
+    // A reset, as Envoy gives a plaintext client of a STRICT port.
+    if (typeof sock.resetAndDestroy === 'function' && !(stream instanceof TLSSocket)) sock.resetAndDestroy();
+    else stream.destroy();
+  }
+
+  #checkRequest(info: ConnInfo, http?: CheckRequest['http']): CheckRequest {
+    const w = this.#o.workload;
+    return {
+      destination: { namespace: w.namespace, labels: w.labels, ...(info.localIp === undefined ? {} : { ip: info.localIp }), port: this.#o.port.port },
+      source: {
+        ...(info.peer === undefined ? {} : { principal: info.peer.slice('spiffe://'.length) }),
+        ...(info.sourceIp === undefined ? {} : { ip: info.sourceIp }),
+      },
+      ...(http === undefined ? {} : { http }),
+    };
+  }
+
+  #tcp(stream: Duplex, start: number): void {
+    const info = this.#conns.get(stream)!;
+    const st = this.#o.state();
+    const d = st.policy.decide(st.engine.prepare(this.#checkRequest(info)));
+    let received = 0;
+    let sent = 0;
+    const log = (flags: string): void =>
+      this.#o.onAccess({
+        kind: 'tcp', start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
+        status: undefined, responseFlags: flags, bytesReceived: received, bytesSent: sent, requestPrincipal: undefined, decision: d.decision,
+        decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason: d.reason, requestId: undefined, configVersion: st.version,
+      });
+    if (d.decision === 'DENY') {
+      log('-');
+      const sock = stream as net.Socket;
+      if (typeof sock.resetAndDestroy === 'function' && !(stream instanceof TLSSocket)) sock.resetAndDestroy();
+      else stream.destroy();
+      return;
+    }
+    const up = net.connect({ host: '127.0.0.1', port: this.#o.port.targetPort, noDelay: true });
+    let connected = false;
+    up.once('connect', () => (connected = true));
+    stream.on('data', (c: Buffer) => (received += c.length));
+    up.on('data', (c: Buffer) => (sent += c.length));
+    stream.pipe(up);
+    up.pipe(stream);
+    let logged = false;
+    const finish = (flags: string): void => {
+      if (logged) return;
+      logged = true;
+      log(flags);
+      stream.destroy();
+      up.destroy();
+    };
+    up.on('error', () => finish(connected ? '-' : 'UF'));
+    stream.on('error', () => finish('DC'));
+    up.on('close', () => finish(connected ? '-' : 'UF'));
+    stream.on('close', () => finish('-'));
+    stream.resume();
+  }
+
+  #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const text = code === 431 ? 'Request Header Fields Too Large' : code === 408 ? 'Request Timeout' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${code} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\nconnection: close\r\n\r\n${text}`);
+    const info = this.#conns.get(socket);
+    this.#o.onAccess({
+      kind: 'http', start: Date.now(), durationMs: 0, port: this.#o.port.port, sourceIp: info?.sourceIp, sourcePrincipal: info?.peer, mtls: info?.mtls ?? false,
+      status: code, responseFlags: 'DPE', bytesReceived: 0, bytesSent: 0, requestPrincipal: undefined, decision: 'DENY', decidedBy: 'connection',
+      policy: null, rule: null, reason: `malformed HTTP (${err.code ?? err.message})`, requestId: undefined, configVersion: this.#o.state().version,
+    });
+  }
+
+  #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const start = Date.now();
+    const info = this.#conns.get(req.socket) ?? { peer: undefined, peerCertDer: undefined, mtls: false, sourceIp: req.socket.remoteAddress, localIp: req.socket.localAddress };
+    const st = this.#o.state();
+    const headers = req.headers;
+    const requestId = typeof headers['x-request-id'] === 'string' && headers['x-request-id'] !== '' ? headers['x-request-id'] : randomUUID();
+    const check = this.#checkRequest(info, {
+      method: req.method ?? 'GET',
+      ...(headers.host === undefined ? {} : { host: headers.host }),
+      path: req.url ?? '/',
+      headers: headers as Record<string, string | string[]>,
+    });
+    const prepared = st.engine.prepare(check);
+    const d = st.policy.decide(prepared, st.jwt === undefined ? {} : { jwtVerifier: st.jwt });
+    const found = d.decision === 'ALLOW' && st.policy.jwtRules.length > 0 ? extractTokens(st.policy.jwtRules, prepared) : [];
+    const principal = found.length > 0 ? principalOf(found[0]!.token) : undefined;
+    let received = 0;
+    let sent = 0;
+    let flags = '-';
+    req.on('data', (c: Buffer) => (received += c.length));
+    const log = (status: number | undefined): void =>
+      this.#o.onAccess({
+        kind: 'http', start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
+        method: req.method ?? 'GET', authority: headers.host ?? '', path: req.url ?? '/', status, responseFlags: flags, bytesReceived: received, bytesSent: sent,
+        requestPrincipal: principal, decision: d.decision, decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason: d.reason, requestId, configVersion: st.version,
+      });
+
+    if (d.decision === 'DENY') {
+      if (d.status === null) {
+        // The mode changed to STRICT under an open plaintext connection: refuse as a new one would be.
+        log(undefined);
+        req.socket.destroy();
+        return;
+      }
+      const body = d.decidedBy === 'jwt' ? jwtBody(d.reason) : d.status === 403 ? 'RBAC: access denied' : d.reason;
+      const h: Record<string, string> = { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)), 'x-request-id': requestId };
+      if (d.status === 401) h['www-authenticate'] = `Bearer realm="http://${headers.host ?? ''}${prepared.http?.path ?? '/'}", error="invalid_token"`;
+      if (this.#o.debugHeaders === true) {
+        h['x-rampart-decided-by'] = d.decidedBy;
+        if (d.policy !== null) h['x-rampart-policy'] = `${d.policy}${d.rule === null ? '' : ` rule ${d.rule}`}`;
+      }
+      sent = Buffer.byteLength(body);
+      res.writeHead(d.status, h).end(body);
+      // The request body is not read: the connection closes rather than carry an unread body into the next request.
+      if (!req.complete) res.once('finish', () => req.socket.destroySoon());
+      log(d.status);
+      return;
+    }
+
+    const out: http.OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+    if (found.length > 0) {
+      const edits = forwardingEdits(found);
+      for (const h of edits.removeHeaders) delete out[h];
+      Object.assign(out, edits.setHeaders);
+    }
+    if (info.mtls && info.peer !== undefined && info.peerCertDer !== undefined) {
+      out['x-forwarded-client-cert'] = xfccValue(this.#o.tls()?.spiffeId ?? '', info.peerCertDer, info.peer);
+    }
+    out['x-forwarded-proto'] = info.mtls ? 'https' : 'http';
+    out['x-request-id'] = requestId;
+    const path = prepared.http === undefined ? req.url ?? '/' : prepared.http.path + prepared.http.query;
+    const up = http.request({ host: '127.0.0.1', port: this.#o.port.targetPort, method: req.method, path, headers: out, agent: this.#agent });
+    up.on('response', (ur) => {
+      const rh: http.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) rh[k] = v;
+      res.writeHead(ur.statusCode ?? 502, rh);
+      ur.on('data', (c: Buffer) => (sent += c.length));
+      ur.pipe(res);
+      ur.on('error', () => res.destroy());
+      res.once('finish', () => log(ur.statusCode));
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      if (res.headersSent) {
+        flags = 'UR';
+        res.destroy();
+        log(res.statusCode);
+        return;
+      }
+      flags = 'UF';
+      const body = `upstream connect error or disconnect/reset before headers. reset reason: ${err.code === 'ECONNREFUSED' ? 'connection failure' : (err.code ?? 'unknown')}`;
+      sent = Buffer.byteLength(body);
+      res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(sent), 'x-request-id': requestId }).end(body);
+      log(503);
+    });
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        flags = 'DC';
+        up.destroy();
+      }
+    });
+    req.pipe(up);
+  }
+}
+
+/** Envoy's 401/403 body for a JWT failure: the reason alone. */
+function jwtBody(reason: string): string {
+  return reason;
+}
+
+function principalOf(token: string): string | undefined {
+  try {
+    const p = decodeJwt(token);
+    return typeof p.iss === 'string' && typeof p.sub === 'string' ? `${p.iss}/${p.sub}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Header edits for tokens the request carried (it was allowed, so each verified): the rules that accepted a token
+ * are those looking where it was found whose issuer and audiences fit it, as the authenticator decided.
+ */
+function forwardingEdits(found: readonly FoundToken[]): ReturnType<typeof upstreamEdits> {
+  const accepted = new Map<string, JwtRuleRef[]>();
+  const payloads = new Map<string, Record<string, unknown>>();
+  for (const f of found) {
+    let payload: Record<string, unknown>;
+    try {
+      payload = decodeJwt(f.token) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    const iss = typeof payload['iss'] === 'string' ? payload['iss'] : undefined;
+    const aud = typeof payload['aud'] === 'string' ? [payload['aud']] : Array.isArray(payload['aud']) ? (payload['aud'] as unknown[]).filter((a): a is string => typeof a === 'string') : [];
+    accepted.set(f.token, f.rules.filter((ref) => (ref.rule.issuer === undefined || ref.rule.issuer === '' || ref.rule.issuer === iss) &&
+      ((ref.rule.audiences ?? []).length === 0 || (ref.rule.audiences ?? []).some((a) => aud.includes(a)))));
+    payloads.set(f.token, payload);
+  }
+  return upstreamEdits(found, accepted, payloads);
+}

@@ -1,0 +1,67 @@
+import { Counter, Histogram, Registry } from 'prom-client';
+import type { MeshWorkload } from '../resources/mesh-file.ts';
+import type { AccessEntry } from './inbound.ts';
+
+/**
+ * The sidecar's Prometheus series: Istio's standard metrics with their names and the labels Rampart knows
+ * (reporter="destination" for inbound traffic), and Rampart's decision counter. Label values are bounded by
+ * what the mesh declares (principals, policies), never by request contents such as paths.
+ */
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<string>;
+  readonly #duration: Histogram<string>;
+  readonly #tcpOpened: Counter<string>;
+  readonly #tcpClosed: Counter<string>;
+  readonly #tcpReceived: Counter<string>;
+  readonly #tcpSent: Counter<string>;
+  readonly #decisions: Counter<string>;
+  readonly #refused: Counter<string>;
+  readonly #workload: MeshWorkload;
+  readonly #ownPrincipal: string;
+
+  constructor(workload: MeshWorkload, ownPrincipal: string) {
+    this.#workload = workload;
+    this.#ownPrincipal = ownPrincipal;
+    const registers = [this.registry];
+    const common = ['reporter', 'source_principal', 'destination_workload', 'destination_workload_namespace', 'destination_principal', 'connection_security_policy'] as const;
+    this.#requests = new Counter({ name: 'istio_requests_total', help: 'Requests handled, as Istio counts them.', labelNames: [...common, 'request_protocol', 'response_code', 'response_flags'], registers });
+    this.#duration = new Histogram({
+      name: 'istio_request_duration_milliseconds', help: 'Request duration in milliseconds, as Istio measures it.',
+      labelNames: [...common, 'request_protocol', 'response_code'], registers,
+      buckets: [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000],
+    });
+    this.#tcpOpened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened.', labelNames: [...common], registers });
+    this.#tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed.', labelNames: [...common], registers });
+    this.#tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received on TCP connections.', labelNames: [...common], registers });
+    this.#tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent on TCP connections.', labelNames: [...common], registers });
+    this.#decisions = new Counter({ name: 'rampart_decisions_total', help: 'Authorization decisions by outcome, deciding layer and policy.', labelNames: ['kind', 'decision', 'decided_by', 'policy'], registers });
+    this.#refused = new Counter({ name: 'rampart_connections_refused_total', help: 'Connections refused before any request (plaintext to STRICT, bad peer certificate, malformed HTTP).', labelNames: ['reason'], registers });
+  }
+
+  record(e: AccessEntry): void {
+    const labels = {
+      reporter: 'destination',
+      source_principal: e.sourcePrincipal ?? 'unknown',
+      destination_workload: this.#workload.name,
+      destination_workload_namespace: this.#workload.namespace,
+      destination_principal: this.#ownPrincipal,
+      connection_security_policy: e.mtls ? 'mutual_tls' : 'none',
+    };
+    if (e.kind === 'connection') {
+      this.#refused.inc({ reason: e.reason.startsWith('plaintext') ? 'plaintext_to_strict' : e.reason.startsWith('mTLS peer') ? 'peer_certificate' : 'other' });
+      return;
+    }
+    this.#decisions.inc({ kind: e.kind, decision: e.decision, decided_by: e.decidedBy, policy: e.policy ?? '' });
+    if (e.kind === 'tcp') {
+      this.#tcpOpened.inc(labels);
+      this.#tcpClosed.inc(labels);
+      this.#tcpReceived.inc(labels, e.bytesReceived);
+      this.#tcpSent.inc(labels, e.bytesSent);
+      return;
+    }
+    const code = String(e.status ?? 0);
+    this.#requests.inc({ ...labels, request_protocol: 'http', response_code: code, response_flags: e.responseFlags });
+    this.#duration.observe({ ...labels, request_protocol: 'http', response_code: code }, e.durationMs);
+  }
+}

@@ -1,0 +1,288 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RampartError } from '../errors.ts';
+import { CertificateAuthority } from '../identity/ca.ts';
+import { CertificateManager } from '../identity/cert-manager.ts';
+import { istioSpiffeId } from '../identity/spiffe-id.ts';
+import { serverTlsOptions } from '../identity/tls.ts';
+import { readCaDir } from '../io/ca-dir.ts';
+import { readConfigSources } from '../io/config-files.ts';
+import { JwtAuthenticator } from '../jwt/authenticator.ts';
+import { KeyRegistry } from '../jwt/key-registry.ts';
+import { PolicyEngine } from '../policy/engine.ts';
+import { formatDiagnostic, type Diagnostic } from '../resources/diagnostic.ts';
+import { loadResources } from '../resources/load.ts';
+import { parseMeshFile, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
+import { jwksTelemetry, type EventLog } from '../telemetry/jwks.ts';
+import { InboundListener, type AccessEntry, type InboundLimits, type InboundState, type TlsState } from './inbound.ts';
+import { ProxyMetrics } from './metrics.ts';
+
+/**
+ * `rampart proxy`: the sidecar of one workload. It reads the mesh file and the policy files, serves one inbound
+ * listener per workload port, holds an SVID from the CA and renews it, and reloads its configuration when the files
+ * change. A new configuration with any error is refused whole and the last good one stays in force: leaving one
+ * broken policy out could widen access (a DENY policy that no longer applies).
+ */
+
+export class SidecarError extends RampartError {}
+
+export interface SidecarOptions {
+  /** The mesh file (settings, workloads, services). */
+  readonly meshFile: string;
+  /** Policy files or directories (Istio YAML). */
+  readonly config: readonly string[];
+  /** `namespace/name` of the workload in the mesh file. */
+  readonly workload: string;
+  /** A local CA directory (`rampart ca init`): the sidecar gets and renews its SVID from it in-process. */
+  readonly caDir: string;
+  readonly svidTtlMs?: number;
+  /** Listen address of the inbound listeners (the workload's address by default). */
+  readonly host?: string;
+  /** Admin endpoint (readiness, metrics, configuration, certificate); 0 picks a free port. */
+  readonly adminPort?: number;
+  readonly adminHost?: string;
+  /** Listen ports for the workload ports, when they must differ (tests); by workload port. */
+  readonly listenPorts?: ReadonlyMap<number, number>;
+  readonly debugHeaders?: boolean;
+  readonly limits?: Partial<InboundLimits>;
+  /** Debounce of file-change reloads. */
+  readonly reloadDebounceMs?: number;
+  readonly log: EventLog & { info(fields: object, message: string): void };
+  /** One JSON object per request or connection. */
+  readonly accessLog: (entry: AccessEntry & { readonly time: string; readonly workload: string }) => void;
+}
+
+interface Loaded {
+  readonly state: InboundState;
+  readonly registry: KeyRegistry;
+  readonly mesh: MeshFile;
+  readonly resources: number;
+}
+
+export class Sidecar {
+  readonly #o: SidecarOptions;
+  #loaded: Loaded | undefined;
+  #tls: TlsState | undefined;
+  #listeners: InboundListener[] = [];
+  #admin: http.Server | undefined;
+  #watchers: FSWatcher[] = [];
+  #reloadTimer: NodeJS.Timeout | undefined;
+  #certs: CertificateManager | undefined;
+  #version = 0;
+  #lastError: string | undefined;
+  #workload: MeshWorkload | undefined;
+  #metrics: ProxyMetrics | undefined;
+  readonly #jwks: ReturnType<typeof jwksTelemetry>;
+
+  constructor(options: SidecarOptions) {
+    this.#o = options;
+    this.#jwks = jwksTelemetry({ logger: options.log });
+  }
+
+  get adminPort(): number | undefined {
+    return (this.#admin?.address() as AddressInfo | null)?.port;
+  }
+
+  get configVersion(): string {
+    return this.#loaded?.state.version ?? '';
+  }
+
+  /** Loads everything, gets an SVID, opens the listeners. Throws (with every diagnostic) when the first load fails. */
+  async start(): Promise<void> {
+    const first = await this.#load();
+    if ('errors' in first) throw new SidecarError('ERR_PROXY_CONFIG', `the configuration has errors:\n${first.errors.map(formatDiagnostic).join('\n')}`);
+    this.#loaded = first;
+    const w = this.#workload!;
+    const mesh = first.mesh.mesh;
+    const identity = istioSpiffeId(mesh.trustDomain, w.namespace, w.serviceAccount);
+    this.#metrics = new ProxyMetrics(w, identity.uri.slice('spiffe://'.length));
+    this.#jwks.watch(first.registry.sources);
+    const ca = new CertificateAuthority(await readCaDir(this.#o.caDir), { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases });
+    this.#certs = new CertificateManager({
+      identity,
+      trustDomainAliases: mesh.trustDomainAliases,
+      requestSvid: async (csr) => {
+        const s = ca.issue({ csr, ...(this.#o.svidTtlMs === undefined ? {} : { ttlMs: this.#o.svidTtlMs }) }, identity);
+        return { chainPem: s.chainPem, rootsPem: s.rootsPem };
+      },
+    });
+    this.#certs.subscribe((e) => {
+      if (e.type === 'rotated') {
+        this.#tls = { options: serverTlsOptions(e.svid, e.bundle), bundle: e.bundle, spiffeId: e.svid.spiffeId.uri };
+        this.#o.log.info({ event: 'svid-rotated', spiffeId: e.svid.spiffeId.uri, notAfter: e.svid.notAfter.toISOString() }, `SVID for ${e.svid.spiffeId.uri} until ${e.svid.notAfter.toISOString()}`);
+      } else if (e.type === 'bundle-changed' && this.#certs?.svid !== undefined) {
+        this.#tls = { options: serverTlsOptions(this.#certs.svid, e.bundle), bundle: e.bundle, spiffeId: this.#certs.svid.spiffeId.uri };
+      } else if (e.type === 'renewal-failed') {
+        this.#o.log.error({ event: 'svid-renewal-failed', attempt: e.attempt, retryInMs: e.retryInMs, error: String(e.error) }, `SVID renewal failed (attempt ${e.attempt}); retrying in ${e.retryInMs} ms`);
+      } else if (e.type === 'expired') {
+        this.#o.log.error({ event: 'svid-expired' }, 'the SVID expired: mTLS connections fail until it is renewed');
+      }
+    });
+    await this.#certs.start();
+    const host = this.#o.host ?? w.address;
+    for (const port of w.ports) {
+      const l = new InboundListener({
+        workload: w, port, host,
+        ...(this.#o.listenPorts?.get(port.port) === undefined ? {} : { listenPort: this.#o.listenPorts.get(port.port)! }),
+        state: () => this.#loaded!.state,
+        tls: () => this.#tls,
+        onAccess: (e) => this.#onAccess(e),
+        ...(this.#o.debugHeaders === undefined ? {} : { debugHeaders: this.#o.debugHeaders }),
+        ...(this.#o.limits === undefined ? {} : { limits: this.#o.limits }),
+      });
+      await l.listen();
+      this.#listeners.push(l);
+    }
+    if (this.#o.adminPort !== undefined) await this.#startAdmin(this.#o.adminPort);
+    this.#watch();
+    this.#o.log.info(
+      { event: 'ready', workload: `${w.namespace}/${w.name}`, ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })), admin: this.adminPort, configVersion: first.state.version },
+      `sidecar for ${w.namespace}/${w.name} ready`,
+    );
+  }
+
+  /** The listen port of a workload port. */
+  listenPort(workloadPort: number): number | undefined {
+    const i = this.#workload?.ports.findIndex((p) => p.port === workloadPort) ?? -1;
+    return i < 0 ? undefined : this.#listeners[i]?.port;
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#reloadTimer);
+    for (const w of this.#watchers) w.close();
+    this.#certs?.stop();
+    this.#loaded?.registry.stop();
+    await Promise.all(this.#listeners.map((l) => l.close()));
+    await new Promise<void>((r) => (this.#admin === undefined ? r() : this.#admin.close(() => r())));
+    this.#admin?.closeAllConnections();
+  }
+
+  /** Reads and checks the files; a new state, or the errors that refuse it. */
+  async #load(): Promise<Loaded | { errors: Diagnostic[] }> {
+    let meshText: string;
+    try {
+      meshText = await readFile(this.#o.meshFile, 'utf8');
+    } catch (err) {
+      return { errors: [{ severity: 'error', code: 'ERR_CONFIG_NOT_FOUND', message: `cannot read the mesh file: ${(err as Error).message}`, file: this.#o.meshFile, line: 0, path: '' }] };
+    }
+    const parsedMesh = parseMeshFile(meshText, this.#o.meshFile);
+    let sources;
+    try {
+      sources = await readConfigSources(this.#o.config);
+    } catch (err) {
+      return { errors: [{ severity: 'error', code: 'ERR_CONFIG_NOT_FOUND', message: (err as Error).message, file: this.#o.config.join(','), line: 0, path: '' }] };
+    }
+    const loaded = loadResources(sources, { rootNamespace: parsedMesh.mesh.mesh.rootNamespace });
+    const diagnostics = [...parsedMesh.diagnostics, ...loaded.diagnostics];
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    const [ns, name] = this.#o.workload.split('/');
+    const w = parsedMesh.mesh.workloads.find((x) => x.namespace === ns && x.name === name);
+    if (w === undefined && errors.length === 0) {
+      errors.push({ severity: 'error', code: 'ERR_WORKLOAD_UNKNOWN', message: `workload ${this.#o.workload} is not in the mesh file`, file: this.#o.meshFile, line: 0, path: 'workloads' });
+    }
+    if (this.#workload !== undefined && w !== undefined && JSON.stringify(w) !== JSON.stringify(this.#workload)) {
+      // Ports, labels and identity are fixed for the sidecar's life (a pod's are too); policies may change.
+      errors.push({ severity: 'error', code: 'ERR_WORKLOAD_CHANGED', message: `workload ${this.#o.workload} changed in the mesh file; restart the sidecar to apply it`, file: this.#o.meshFile, line: 0, path: 'workloads' });
+    }
+    if (errors.length > 0) return { errors };
+    this.#workload ??= w!;
+    const engine = new PolicyEngine(loaded.resources, parsedMesh.mesh.mesh);
+    const policy = engine.workload(w!.namespace, w!.labels);
+    const registry = await KeyRegistry.create(policy.requestAuthentications, { background: true, onEvent: this.#jwks.onEvent });
+    const jwt = policy.jwtRules.length === 0 ? undefined : new JwtAuthenticator({ keysFor: (ref) => registry.keysFor(ref), onUnknownKid: (ref) => registry.unknownKid(ref) });
+    this.#version++;
+    return { state: { version: String(this.#version), engine, policy, jwt }, registry, mesh: parsedMesh.mesh, resources: loaded.resources.length };
+  }
+
+  #watch(): void {
+    const paths = [this.#o.meshFile, ...this.#o.config];
+    for (const p of paths) {
+      try {
+        const w = watch(p, { persistent: false }, () => this.#scheduleReload());
+        w.on('error', () => undefined);
+        this.#watchers.push(w);
+      } catch {
+        // A path that cannot be watched is still read on every reload.
+      }
+    }
+  }
+
+  #scheduleReload(): void {
+    clearTimeout(this.#reloadTimer);
+    this.#reloadTimer = setTimeout(() => void this.reload(), this.#o.reloadDebounceMs ?? 100);
+  }
+
+  /** Reads the files again; applies the result only when it has no error. */
+  async reload(): Promise<boolean> {
+    const next = await this.#load();
+    if ('errors' in next) {
+      this.#lastError = next.errors.map(formatDiagnostic).join('\n');
+      this.#o.log.error({ event: 'config-rejected', errors: next.errors.map(formatDiagnostic), keeping: this.configVersion }, `new configuration rejected (${next.errors.length} error(s)); version ${this.configVersion} stays in force`);
+      return false;
+    }
+    const old = this.#loaded;
+    this.#loaded = next;
+    this.#lastError = undefined;
+    this.#jwks.watch(next.registry.sources);
+    old?.registry.stop();
+    this.#o.log.info({ event: 'config-applied', configVersion: next.state.version, resources: next.resources }, `configuration version ${next.state.version} applied (${next.resources} resources)`);
+    return true;
+  }
+
+  #onAccess(e: AccessEntry): void {
+    this.#metrics?.record(e);
+    const w = this.#workload!;
+    this.#o.accessLog({ ...e, time: new Date(e.start).toISOString(), workload: `${w.namespace}/${w.name}` });
+  }
+
+  async #startAdmin(port: number): Promise<void> {
+    const server = http.createServer((req, res) => void this.#adminRequest(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, this.#o.adminHost ?? '127.0.0.1', () => resolve());
+    });
+    this.#admin = server;
+  }
+
+  async #adminRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const json = (status: number, body: unknown): void => {
+      const text = `${JSON.stringify(body, null, 2)}\n`;
+      res.writeHead(status, { 'content-type': 'application/json' }).end(text);
+    };
+    if (url.pathname === '/ready') {
+      const ready = this.#tls !== undefined && this.#loaded !== undefined && this.#listeners.length === (this.#workload?.ports.length ?? -1);
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'LIVE\n' : 'NOT READY\n');
+    } else if (url.pathname === '/metrics' && this.#metrics !== undefined) {
+      res.writeHead(200, { 'content-type': this.#metrics.registry.contentType }).end(await this.#metrics.registry.metrics());
+    } else if (url.pathname === '/config') {
+      const st = this.#loaded!.state;
+      json(200, {
+        version: st.version,
+        lastRejected: this.#lastError ?? null,
+        workload: this.#workload,
+        mesh: this.#loaded!.mesh.mesh,
+        mtls: Object.fromEntries((this.#workload?.ports ?? []).map((p) => [p.port, st.policy.mtls.modeFor(p.port)])),
+        authorizationPolicies: st.policy.authorizationPolicies.map((p) => ({ name: `${p.meta.namespace}/${p.meta.name}`, action: p.spec.action ?? 'ALLOW', source: `${p.source.file}:${p.source.line}` })),
+        // Inline JWKS are public keys, but configurations may carry other secrets later: the rule shape only.
+        requestAuthentications: st.policy.requestAuthentications.map((p) => ({
+          name: `${p.meta.namespace}/${p.meta.name}`,
+          jwtRules: (p.spec.jwtRules ?? []).map((r) => ({ issuer: r.issuer, audiences: r.audiences, jwksUri: r.jwksUri, jwks: r.jwks === undefined ? undefined : '(inline, redacted)' })),
+        })),
+      });
+    } else if (url.pathname === '/certs') {
+      const svid = this.#certs?.svid;
+      json(svid === undefined ? 503 : 200, svid === undefined ? { error: 'no SVID yet' } : {
+        spiffeId: svid.spiffeId.uri,
+        notBefore: svid.notBefore.toISOString(),
+        notAfter: svid.notAfter.toISOString(),
+        chain: svid.chain.map((c) => ({ subject: c.subject, issuer: c.issuer, serialNumber: c.serialNumber, fingerprint256: c.fingerprint256, validTo: c.validTo })),
+        trustBundle: this.#tls?.bundle.roots.map((r) => ({ subject: r.subject, fingerprint256: r.fingerprint256 })) ?? [],
+      });
+    } else {
+      json(404, { error: 'not found', endpoints: ['/ready', '/metrics', '/config', '/certs'] });
+    }
+  }
+}
