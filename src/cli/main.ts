@@ -107,7 +107,9 @@ export function buildProgram(): Command {
     .option('--host <address>', "listen address of the inbound listeners (default: the workload's address)")
     .option('--admin-port <port>', 'admin endpoint on 127.0.0.1: /ready, /metrics, /config, /certs (0: any free port)')
     .option('--debug-headers', 'name the deciding layer and policy in denial responses (off: never tell callers)')
-    .action(async (o: { mesh: string; config: string[]; workload: string; ca: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean }) => {
+    .option('--outbound-port <port>', "the app's HTTP proxy on 127.0.0.1 (HTTP_PROXY; absolute-form and CONNECT; 0: any free port)")
+    .option('--upstream <local=host:port...>', 'a local port on 127.0.0.1 forwarding to a service, e.g. 9001=reviews.bookinfo:9080')
+    .action(async (o: { mesh: string; config: string[]; workload: string; ca: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean; outboundPort?: string; upstream?: string[] }) => {
       process.exitCode = await (await import('./proxy.ts')).runProxy(o);
     });
 

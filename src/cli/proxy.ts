@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { RampartError } from '../errors.ts';
 import { Sidecar } from '../proxy/sidecar.ts';
+import type { Upstream } from '../proxy/outbound.ts';
 import { parseTtl } from './duration.ts';
 
 export interface ProxyOptions {
@@ -12,6 +13,8 @@ export interface ProxyOptions {
   readonly host?: string;
   readonly adminPort?: string;
   readonly debugHeaders?: boolean;
+  readonly outboundPort?: string;
+  readonly upstream?: readonly string[];
 }
 
 /**
@@ -33,7 +36,23 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     process.stderr.write(`rampart proxy: --admin-port: not a port: ${o.adminPort}\n`);
     return 2;
   }
+  const upstreams: Upstream[] = [];
+  for (const u of o.upstream ?? []) {
+    const m = /^(\d+)=(.+):(\d+)$/.exec(u);
+    if (m === null || Number(m[1]) > 65535 || Number(m[3]) > 65535) {
+      process.stderr.write(`rampart proxy: --upstream ${u}: write it as LOCALPORT=HOST:PORT (e.g. 9001=reviews.bookinfo:9080)\n`);
+      return 2;
+    }
+    upstreams.push({ listen: Number(m[1]), host: m[2]!, port: Number(m[3]) });
+  }
+  const outboundPort = o.outboundPort === undefined ? undefined : Number(o.outboundPort);
+  if (outboundPort !== undefined && (!Number.isInteger(outboundPort) || outboundPort < 0 || outboundPort > 65535)) {
+    process.stderr.write(`rampart proxy: --outbound-port: not a port: ${o.outboundPort}\n`);
+    return 2;
+  }
   const sidecar = new Sidecar({
+    upstreams,
+    ...(outboundPort === undefined ? {} : { outboundPort }),
     meshFile: o.mesh,
     config: o.config,
     workload: o.workload,

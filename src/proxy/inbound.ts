@@ -110,6 +110,8 @@ interface ConnInfo {
   readonly mtls: boolean;
   readonly sourceIp: string | undefined;
   readonly localIp: string | undefined;
+  /** The SNI of an mTLS connection (Istio's clients send their outbound cluster name). */
+  readonly sni?: string | undefined;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'x-forwarded-client-cert']);
@@ -263,7 +265,7 @@ export class InboundListener {
       return;
     }
     const cert = t.getPeerCertificate(false);
-    this.#conns.set(t, { sourceIp: t.remoteAddress, localIp: t.localAddress, peer, peerCertDer: cert.raw, mtls: true });
+    this.#conns.set(t, { sourceIp: t.remoteAddress, localIp: t.localAddress, peer, peerCertDer: cert.raw, mtls: true, sni: typeof t.servername === 'string' ? t.servername : undefined });
     void this.#dispatch(t, start);
   }
 
@@ -305,6 +307,7 @@ export class InboundListener {
         ...(info.peer === undefined ? {} : { principal: info.peer.slice('spiffe://'.length) }),
         ...(info.sourceIp === undefined ? {} : { ip: info.sourceIp }),
       },
+      ...(info.sni === undefined ? {} : { sni: info.sni }),
       ...(http === undefined ? {} : { http }),
     };
   }

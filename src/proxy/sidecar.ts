@@ -18,6 +18,7 @@ import { parseMeshFile, type MeshFile, type MeshWorkload } from '../resources/me
 import { jwksTelemetry, type EventLog } from '../telemetry/jwks.ts';
 import { InboundListener, type AccessEntry, type InboundLimits, type InboundState, type TlsState } from './inbound.ts';
 import { ProxyMetrics } from './metrics.ts';
+import { OutboundProxy, type ClientTls, type OutboundEntry, type Upstream } from './outbound.ts';
 
 /**
  * `rampart proxy`: the sidecar of one workload. It reads the mesh file and the policy files, serves one inbound
@@ -47,11 +48,15 @@ export interface SidecarOptions {
   readonly listenPorts?: ReadonlyMap<number, number>;
   readonly debugHeaders?: boolean;
   readonly limits?: Partial<InboundLimits>;
+  /** The app's HTTP proxy (HTTP_PROXY) on 127.0.0.1; 0 picks a free port; absent: none. */
+  readonly outboundPort?: number;
+  /** Local ports on 127.0.0.1 forwarding to a fixed destination. */
+  readonly upstreams?: readonly Upstream[];
   /** Debounce of file-change reloads. */
   readonly reloadDebounceMs?: number;
   readonly log: EventLog & { info(fields: object, message: string): void };
   /** One JSON object per request or connection. */
-  readonly accessLog: (entry: AccessEntry & { readonly time: string; readonly workload: string }) => void;
+  readonly accessLog: (entry: (AccessEntry & { readonly time: string; readonly workload: string }) | (OutboundEntry & { readonly workload: string })) => void;
 }
 
 interface Loaded {
@@ -65,6 +70,8 @@ export class Sidecar {
   readonly #o: SidecarOptions;
   #loaded: Loaded | undefined;
   #tls: TlsState | undefined;
+  #clientTls: ClientTls | undefined;
+  #outbound: OutboundProxy | undefined;
   #listeners: InboundListener[] = [];
   #admin: http.Server | undefined;
   #watchers: FSWatcher[] = [];
@@ -111,9 +118,11 @@ export class Sidecar {
     this.#certs.subscribe((e) => {
       if (e.type === 'rotated') {
         this.#tls = { options: serverTlsOptions(e.svid, e.bundle), bundle: e.bundle, spiffeId: e.svid.spiffeId.uri };
+        this.#clientTls = { svid: e.svid, bundle: e.bundle };
         this.#o.log.info({ event: 'svid-rotated', spiffeId: e.svid.spiffeId.uri, notAfter: e.svid.notAfter.toISOString() }, `SVID for ${e.svid.spiffeId.uri} until ${e.svid.notAfter.toISOString()}`);
       } else if (e.type === 'bundle-changed' && this.#certs?.svid !== undefined) {
         this.#tls = { options: serverTlsOptions(this.#certs.svid, e.bundle), bundle: e.bundle, spiffeId: this.#certs.svid.spiffeId.uri };
+        this.#clientTls = { svid: this.#certs.svid, bundle: e.bundle };
       } else if (e.type === 'renewal-failed') {
         this.#o.log.error({ event: 'svid-renewal-failed', attempt: e.attempt, retryInMs: e.retryInMs, error: String(e.error) }, `SVID renewal failed (attempt ${e.attempt}); retrying in ${e.retryInMs} ms`);
       } else if (e.type === 'expired') {
@@ -135,10 +144,22 @@ export class Sidecar {
       await l.listen();
       this.#listeners.push(l);
     }
+    if (this.#o.outboundPort !== undefined || (this.#o.upstreams ?? []).length > 0) {
+      this.#outbound = new OutboundProxy({
+        workload: w,
+        current: () => ({ mesh: this.#loaded!.mesh, engine: this.#loaded!.state.engine }),
+        clientTls: () => this.#clientTls,
+        ...(this.#o.outboundPort === undefined ? {} : { httpProxyPort: this.#o.outboundPort }),
+        upstreams: this.#o.upstreams ?? [],
+        onLog: (e) => this.#o.accessLog({ ...e, workload: `${w.namespace}/${w.name}` }),
+      });
+      await this.#outbound.listen();
+    }
     if (this.#o.adminPort !== undefined) await this.#startAdmin(this.#o.adminPort);
     this.#watch();
     this.#o.log.info(
-      { event: 'ready', workload: `${w.namespace}/${w.name}`, ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })), admin: this.adminPort, configVersion: first.state.version },
+      { event: 'ready', workload: `${w.namespace}/${w.name}`, ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })), admin: this.adminPort,
+        outbound: this.#outbound === undefined ? undefined : Object.fromEntries(this.#outbound.ports), configVersion: first.state.version },
       `sidecar for ${w.namespace}/${w.name} ready`,
     );
   }
@@ -154,7 +175,7 @@ export class Sidecar {
     for (const w of this.#watchers) w.close();
     this.#certs?.stop();
     this.#loaded?.registry.stop();
-    await Promise.all(this.#listeners.map((l) => l.close()));
+    await Promise.all([...this.#listeners.map((l) => l.close()), this.#outbound?.close()]);
     await new Promise<void>((r) => (this.#admin === undefined ? r() : this.#admin.close(() => r())));
     this.#admin?.closeAllConnections();
   }

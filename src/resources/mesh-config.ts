@@ -19,6 +19,8 @@ export interface MeshSettings {
   readonly trustDomainAliases: readonly string[];
   readonly pathNormalization: PathNormalization;
   readonly extensionProviders: readonly ExtensionProvider[];
+  /** Where a sidecar may send traffic for destinations outside the registry (Istio: ALLOW_ANY by default). */
+  readonly outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
 }
 
 export const DEFAULT_MESH: MeshSettings = Object.freeze({
@@ -27,6 +29,7 @@ export const DEFAULT_MESH: MeshSettings = Object.freeze({
   trustDomainAliases: Object.freeze([]) as readonly string[],
   pathNormalization: 'BASE',
   extensionProviders: Object.freeze([]) as readonly ExtensionProvider[],
+  outboundTrafficPolicy: 'ALLOW_ANY',
 });
 
 const NORMALIZATIONS = ['DEFAULT', 'NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'] as const;
@@ -108,5 +111,11 @@ export function decodeMesh(r: Reporter, value: unknown): MeshSettings {
   for (const alias of trustDomainAliases) {
     if (alias === '') r.error(['trustDomainAliases'], 'ERR_TRUST_DOMAIN', 'a trust domain alias must not be empty');
   }
-  return Object.freeze({ rootNamespace, trustDomain, trustDomainAliases, pathNormalization, extensionProviders });
+  let outboundTrafficPolicy: MeshSettings['outboundTrafficPolicy'] = 'ALLOW_ANY';
+  const otp = value['outboundTrafficPolicy'];
+  if (otp !== undefined && otp !== null) {
+    if (!isPlainObject(otp)) r.error(['outboundTrafficPolicy'], 'ERR_FIELD_TYPE', 'must be a mapping with a mode field');
+    else outboundTrafficPolicy = decodeEnum(r, otp['mode'], ['outboundTrafficPolicy', 'mode'], ['ALLOW_ANY', 'REGISTRY_ONLY'] as const) ?? 'ALLOW_ANY';
+  }
+  return Object.freeze({ rootNamespace, trustDomain, trustDomainAliases, pathNormalization, extensionProviders, outboundTrafficPolicy });
 }

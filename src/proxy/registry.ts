@@ -1,0 +1,58 @@
+import type { MeshFile, MeshService, MeshWorkload, ServicePort } from '../resources/mesh-file.ts';
+import { serviceEndpoints } from '../resources/mesh-file.ts';
+
+/**
+ * Service discovery from the mesh file: a host and port as an app names them (`httpbin`, `httpbin.default`,
+ * `httpbin.default.svc`, `httpbin.default.svc.cluster.local`, with or without `:port`) → the service, its endpoints
+ * and the service accounts a server may prove (secure naming). Pure.
+ */
+
+export interface Endpoint {
+  readonly workload: MeshWorkload;
+  readonly address: string;
+  /** The workload port (its sidecar's inbound listener). */
+  readonly port: number;
+}
+
+export interface Destination {
+  readonly service: MeshService;
+  readonly port: ServicePort;
+  readonly endpoints: readonly Endpoint[];
+  /** `namespace/serviceAccount` of every endpoint: what the server's SVID must name. */
+  readonly serviceAccounts: readonly string[];
+  /** Istio's outbound cluster name, also sent as SNI: `outbound_.<port>_._.<name>.<ns>.svc.cluster.local`. */
+  readonly clusterName: string;
+}
+
+const CLUSTER_SUFFIX = 'svc.cluster.local';
+
+/** Splits `host[:port]`; IPv6 literals in brackets keep their brackets off. */
+export function splitHostPort(authority: string, defaultPort: number): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(authority) ?? /^([^:]+)(?::(\d+))?$/.exec(authority);
+  if (m === null) return { host: authority.toLowerCase(), port: defaultPort };
+  return { host: m[1]!.toLowerCase(), port: m[2] === undefined ? defaultPort : Number(m[2]) };
+}
+
+export function resolveDestination(mesh: MeshFile, callerNamespace: string, host: string, port: number): Destination | undefined {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  const parts = h.split('.');
+  let name: string;
+  let namespace: string;
+  if (parts.length === 1) [name, namespace] = [parts[0]!, callerNamespace];
+  else if (parts.length === 2 || (parts.length === 3 && parts[2] === 'svc') || (parts.length === 5 && parts.slice(2).join('.') === CLUSTER_SUFFIX)) {
+    [name, namespace] = [parts[0]!, parts[1]!];
+  } else return undefined;
+  const service = mesh.services.find((s) => s.name === name && s.namespace === namespace);
+  if (service === undefined) return undefined;
+  const sp = service.ports.find((p) => p.port === port);
+  if (sp === undefined) return undefined;
+  const endpoints: Endpoint[] = [];
+  for (const w of serviceEndpoints(mesh, service)) {
+    if (w.ports.some((p) => p.port === sp.targetPort)) endpoints.push({ workload: w, address: w.address, port: sp.targetPort });
+  }
+  return {
+    service, port: sp, endpoints,
+    serviceAccounts: [...new Set(endpoints.map((e) => `${e.workload.namespace}/${e.workload.serviceAccount}`))],
+    clusterName: `outbound_.${sp.port}_._.${service.name}.${service.namespace}.${CLUSTER_SUFFIX}`,
+  };
+}

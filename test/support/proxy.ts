@@ -1,0 +1,64 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+
+/** `rampart proxy` as a child process, its JSON log lines collected as they come. */
+export interface RunningProxy {
+  readonly child: ChildProcess;
+  readonly lines: Array<Record<string, unknown>>;
+  readonly ready: Record<string, unknown>;
+  waitFor(what: string, match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+const BIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'bin.ts');
+
+export async function waitUntil<T>(what: string, f: () => T | undefined, timeoutMs: number, context: () => string = () => ''): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${context()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A random loopback address (127.x.y.z), so that sidecars can use the ports of the scenario without clashes. */
+export function loopbackAddress(): string {
+  return `127.${10 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}.${2 + Math.floor(Math.random() * 250)}`;
+}
+
+export async function startProxy(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningProxy> {
+  const child = spawn(process.execPath, ['--import', 'tsx', BIN, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const lines: Array<Record<string, unknown>> = [];
+  let buf = '';
+  child.stdout!.on('data', (c: Buffer) => {
+    buf += c.toString('utf8');
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ raw: line });
+      }
+    }
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+  child.once('exit', (code) => lines.push({ exited: code, stderr }));
+  const context = (): string => `; the proxy said:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`;
+  const waitFor = (what: string, match: (line: Record<string, unknown>) => boolean, timeoutMs = 15_000): Promise<Record<string, unknown>> =>
+    waitUntil(what, () => lines.find(match), timeoutMs, context);
+  const ready = await waitFor('ready', (l) => l['event'] === 'ready' || l['exited'] !== undefined, 30_000);
+  if (ready['exited'] !== undefined) throw new Error(`the proxy exited${context()}`);
+  return {
+    child, lines, ready, waitFor,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
