@@ -11,8 +11,9 @@ import { verifyTlsPeer } from '../identity/tls.ts';
 import type { Decision } from '../policy/decision.ts';
 import type { PolicyEngine, WorkloadPolicy } from '../policy/engine.ts';
 import { extractTokens, type FoundToken, type JwtRuleRef } from '../policy/request-authn.ts';
-import type { CheckRequest } from '../policy/request.ts';
+import type { CheckRequest, PreparedRequest } from '../policy/request.ts';
 import type { MeshWorkload, WorkloadPort } from '../resources/mesh-file.ts';
+import { checkExtAuthzHttp, extAuthzHttpConfig } from './ext-authz.ts';
 import { xfccValue } from './xfcc.ts';
 
 /**
@@ -102,6 +103,8 @@ export interface InboundOptions {
   /** Add x-rampart-request-id / x-rampart-policy to denials (off by default: policy names stay private). */
   readonly debugHeaders?: boolean;
   readonly limits?: Partial<InboundLimits>;
+  /** How to reach an external authorizer (the sidecar's outbound: mTLS in the mesh, the outbound policy outside). */
+  readonly connect?: (host: string, port: number) => Promise<Duplex>;
 }
 
 interface ConnInfo {
@@ -382,24 +385,63 @@ export class InboundListener {
       headers: headers as Record<string, string | string[]>,
     });
     const prepared = st.engine.prepare(check);
-    const d = st.policy.decide(prepared, st.jwt === undefined ? {} : { jwtVerifier: st.jwt });
+    const opts = st.jwt === undefined ? {} : { jwtVerifier: st.jwt };
+    const d = st.policy.decide(prepared, opts);
+    const ctx: RequestContext = { req, res, start, info, st, prepared, requestId, flags: '-', received: 0, sent: 0, principal: undefined };
+    req.on('data', (c: Buffer) => (ctx.received += c.length));
+    const provider = d.decidedBy === 'custom' && d.customProvider !== null && d.status === 403 ? st.engine.mesh.extensionProviders.find((p) => p.name === d.customProvider) : undefined;
+    if (provider === undefined || this.#o.connect === undefined) {
+      this.#finish(ctx, d, undefined);
+      return;
+    }
+    // A CUSTOM policy delegated the request: ask the authorizer, then decide again with its answer (DENY and ALLOW
+    // policies still apply after an allow, as Envoy's filter order has it).
+    const cfg = extAuthzHttpConfig(provider);
+    if (typeof cfg === 'string') {
+      this.#finish(ctx, { ...d, reason: `${d.reason}: ${cfg}` }, undefined);
+      return;
+    }
+    const path = prepared.http === undefined ? req.url ?? '/' : prepared.http.path + prepared.http.query;
+    const connect = this.#o.connect;
+    req.pause();
+    void checkExtAuthzHttp(cfg, { method: req.method ?? 'GET', path, headers }, connect).then((answer) => {
+      if (answer.allow) {
+        this.#finish(ctx, st.policy.decide(prepared, { ...opts, extAuthz: 'allow' }), answer.upstreamHeaders, answer.downstreamHeaders);
+        return;
+      }
+      const denied = st.policy.decide(prepared, { ...opts, extAuthz: 'deny' });
+      if (denied.decidedBy !== 'custom') {
+        this.#finish(ctx, denied, undefined);
+        return;
+      }
+      ctx.flags = 'UAEX';
+      this.#log(ctx, denied, answer.status, answer.error === undefined ? `denied by CUSTOM provider "${provider.name}" (${answer.status})` : `CUSTOM provider "${provider.name}" failed: ${answer.error}`);
+      ctx.sent = Buffer.byteLength(answer.body);
+      res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), 'x-request-id': ctx.requestId }).end(answer.body);
+      if (!req.complete) res.once('finish', () => req.socket.destroySoon());
+    });
+  }
+
+  #log(ctx: RequestContext, d: Decision, status: number | undefined, reason = d.reason): void {
+    const { req, info, st } = ctx;
+    this.#o.onAccess({
+      kind: 'http', start: ctx.start, durationMs: Date.now() - ctx.start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
+      method: req.method ?? 'GET', authority: req.headers.host ?? '', path: req.url ?? '/', status, responseFlags: ctx.flags, bytesReceived: ctx.received, bytesSent: ctx.sent,
+      requestPrincipal: ctx.principal, decision: d.decision, decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason, requestId: ctx.requestId, configVersion: st.version,
+    });
+  }
+
+  /** Answers a denial, or forwards an allowed request to the app (with extra headers from an external authorizer). */
+  #finish(ctx: RequestContext, d: Decision, upstreamExtra: Readonly<Record<string, string>> | undefined, downstreamExtra: Readonly<Record<string, string>> = {}): void {
+    const { req, res, info, st, prepared, requestId } = ctx;
+    const headers = req.headers;
     const found = d.decision === 'ALLOW' && st.policy.jwtRules.length > 0 ? extractTokens(st.policy.jwtRules, prepared) : [];
-    const principal = found.length > 0 ? principalOf(found[0]!.token) : undefined;
-    let received = 0;
-    let sent = 0;
-    let flags = '-';
-    req.on('data', (c: Buffer) => (received += c.length));
-    const log = (status: number | undefined): void =>
-      this.#o.onAccess({
-        kind: 'http', start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
-        method: req.method ?? 'GET', authority: headers.host ?? '', path: req.url ?? '/', status, responseFlags: flags, bytesReceived: received, bytesSent: sent,
-        requestPrincipal: principal, decision: d.decision, decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason: d.reason, requestId, configVersion: st.version,
-      });
+    ctx.principal = found.length > 0 ? principalOf(found[0]!.token) : undefined;
 
     if (d.decision === 'DENY') {
       if (d.status === null) {
         // The mode changed to STRICT under an open plaintext connection: refuse as a new one would be.
-        log(undefined);
+        this.#log(ctx, d, undefined);
         req.socket.destroy();
         return;
       }
@@ -410,11 +452,11 @@ export class InboundListener {
         h['x-rampart-decided-by'] = d.decidedBy;
         if (d.policy !== null) h['x-rampart-policy'] = `${d.policy}${d.rule === null ? '' : ` rule ${d.rule}`}`;
       }
-      sent = Buffer.byteLength(body);
+      ctx.sent = Buffer.byteLength(body);
       res.writeHead(d.status, h).end(body);
       // The request body is not read: the connection closes rather than carry an unread body into the next request.
       if (!req.complete) res.once('finish', () => req.socket.destroySoon());
-      log(d.status);
+      this.#log(ctx, d, d.status);
       return;
     }
 
@@ -425,6 +467,7 @@ export class InboundListener {
       for (const h of edits.removeHeaders) delete out[h];
       Object.assign(out, edits.setHeaders);
     }
+    if (upstreamExtra !== undefined) Object.assign(out, upstreamExtra);
     if (info.mtls && info.peer !== undefined && info.peerCertDer !== undefined) {
       out['x-forwarded-client-cert'] = xfccValue(this.#o.tls()?.spiffeId ?? '', info.peerCertDer, info.peer);
     }
@@ -433,35 +476,50 @@ export class InboundListener {
     const path = prepared.http === undefined ? req.url ?? '/' : prepared.http.path + prepared.http.query;
     const up = http.request({ host: '127.0.0.1', port: this.#o.port.targetPort, method: req.method, path, headers: out, agent: this.#agent });
     up.on('response', (ur) => {
-      const rh: http.OutgoingHttpHeaders = {};
+      const rh: http.OutgoingHttpHeaders = { ...downstreamExtra };
       for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) rh[k] = v;
       res.writeHead(ur.statusCode ?? 502, rh);
-      ur.on('data', (c: Buffer) => (sent += c.length));
+      ur.on('data', (c: Buffer) => (ctx.sent += c.length));
       ur.pipe(res);
       ur.on('error', () => res.destroy());
-      res.once('finish', () => log(ur.statusCode));
+      res.once('finish', () => this.#log(ctx, d, ur.statusCode));
     });
     up.on('error', (err: NodeJS.ErrnoException) => {
       if (res.headersSent) {
-        flags = 'UR';
+        ctx.flags = 'UR';
         res.destroy();
-        log(res.statusCode);
+        this.#log(ctx, d, res.statusCode);
         return;
       }
-      flags = 'UF';
+      ctx.flags = 'UF';
       const body = `upstream connect error or disconnect/reset before headers. reset reason: ${err.code === 'ECONNREFUSED' ? 'connection failure' : (err.code ?? 'unknown')}`;
-      sent = Buffer.byteLength(body);
-      res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(sent), 'x-request-id': requestId }).end(body);
-      log(503);
+      ctx.sent = Buffer.byteLength(body);
+      res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(ctx.sent), 'x-request-id': requestId }).end(body);
+      this.#log(ctx, d, 503);
     });
     res.once('close', () => {
       if (!res.writableFinished) {
-        flags = 'DC';
+        ctx.flags = 'DC';
         up.destroy();
       }
     });
     req.pipe(up);
+    req.resume();
   }
+}
+
+interface RequestContext {
+  readonly req: http.IncomingMessage;
+  readonly res: http.ServerResponse;
+  readonly start: number;
+  readonly info: ConnInfo;
+  readonly st: InboundState;
+  readonly prepared: PreparedRequest;
+  readonly requestId: string;
+  flags: string;
+  received: number;
+  sent: number;
+  principal: string | undefined;
 }
 
 /** Envoy's 401/403 body for a JWT failure: the reason alone. */

@@ -130,6 +130,16 @@ export class Sidecar {
       }
     });
     await this.#certs.start();
+    // Always there: external authorizers are reached through it even when the app has no outbound port.
+    this.#outbound = new OutboundProxy({
+      workload: w,
+      current: () => ({ mesh: this.#loaded!.mesh, engine: this.#loaded!.state.engine }),
+      clientTls: () => this.#clientTls,
+      ...(this.#o.outboundPort === undefined ? {} : { httpProxyPort: this.#o.outboundPort }),
+      upstreams: this.#o.upstreams ?? [],
+      onLog: (e) => this.#o.accessLog({ ...e, workload: `${w.namespace}/${w.name}` }),
+    });
+    const outbound = this.#outbound;
     const host = this.#o.host ?? w.address;
     for (const port of w.ports) {
       const l = new InboundListener({
@@ -138,23 +148,14 @@ export class Sidecar {
         state: () => this.#loaded!.state,
         tls: () => this.#tls,
         onAccess: (e) => this.#onAccess(e),
+        connect: async (h, p) => (await outbound.connect(h, p)).socket,
         ...(this.#o.debugHeaders === undefined ? {} : { debugHeaders: this.#o.debugHeaders }),
         ...(this.#o.limits === undefined ? {} : { limits: this.#o.limits }),
       });
       await l.listen();
       this.#listeners.push(l);
     }
-    if (this.#o.outboundPort !== undefined || (this.#o.upstreams ?? []).length > 0) {
-      this.#outbound = new OutboundProxy({
-        workload: w,
-        current: () => ({ mesh: this.#loaded!.mesh, engine: this.#loaded!.state.engine }),
-        clientTls: () => this.#clientTls,
-        ...(this.#o.outboundPort === undefined ? {} : { httpProxyPort: this.#o.outboundPort }),
-        upstreams: this.#o.upstreams ?? [],
-        onLog: (e) => this.#o.accessLog({ ...e, workload: `${w.namespace}/${w.name}` }),
-      });
-      await this.#outbound.listen();
-    }
+    await this.#outbound.listen();
     if (this.#o.adminPort !== undefined) await this.#startAdmin(this.#o.adminPort);
     this.#watch();
     this.#o.log.info(
