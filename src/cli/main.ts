@@ -11,6 +11,12 @@ function emit(out: CommandOutput): void {
   process.exitCode = out.exitCode;
 }
 
+type ProxyCliOptions = {
+  mesh: string; config: string[]; workload: string; ca: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean;
+  outboundPort?: string; upstream?: string[]; idleTimeout?: string; headersTimeout?: string; requestTimeout?: string; maxHeaderBytes?: string;
+  maxHeaders?: string; maxConnections?: string;
+};
+
 export function buildProgram(): Command {
   const program = new Command('rampart')
     .description('Zero-trust security for services: Istio security policies, decided and explained')
@@ -109,7 +115,13 @@ export function buildProgram(): Command {
     .option('--debug-headers', 'name the deciding layer and policy in denial responses (off: never tell callers)')
     .option('--outbound-port <port>', "the app's HTTP proxy on 127.0.0.1 (HTTP_PROXY; absolute-form and CONNECT; 0: any free port)")
     .option('--upstream <local=host:port...>', 'a local port on 127.0.0.1 forwarding to a service, e.g. 9001=reviews.bookinfo:9080')
-    .action(async (o: { mesh: string; config: string[]; workload: string; ca: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean; outboundPort?: string; upstream?: string[] }) => {
+    .option('--idle-timeout <duration>', 'close a connection idle this long, or silent after connecting (default 60s)')
+    .option('--headers-timeout <duration>', 'a request must finish its headers within this (default 10s): slow clients are cut off')
+    .option('--request-timeout <duration>', 'a whole request, body included (default 300s)')
+    .option('--max-header-bytes <n>', 'request header size limit, answered with 431 (default 61440)')
+    .option('--max-headers <n>', 'request header count limit, answered with 431 (default 100)')
+    .option('--max-connections <n>', 'open connections per listener; new ones beyond it are closed (default 10000)')
+    .action(async (o: ProxyCliOptions) => {
       process.exitCode = await (await import('./proxy.ts')).runProxy(o);
     });
 

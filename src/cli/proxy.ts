@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import { RampartError } from '../errors.ts';
 import { Sidecar } from '../proxy/sidecar.ts';
 import type { Upstream } from '../proxy/outbound.ts';
+import type { InboundLimits } from '../proxy/inbound.ts';
 import { parseTtl } from './duration.ts';
 
 export interface ProxyOptions {
@@ -15,6 +16,12 @@ export interface ProxyOptions {
   readonly debugHeaders?: boolean;
   readonly outboundPort?: string;
   readonly upstream?: readonly string[];
+  readonly idleTimeout?: string;
+  readonly headersTimeout?: string;
+  readonly requestTimeout?: string;
+  readonly maxHeaderBytes?: string;
+  readonly maxHeaders?: string;
+  readonly maxConnections?: string;
 }
 
 /**
@@ -30,6 +37,24 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
   } catch (err) {
     process.stderr.write(`rampart proxy: ${(err as Error).message}\n`);
     return 2;
+  }
+  const limits: { -readonly [K in keyof InboundLimits]?: number } = {};
+  try {
+    if (o.idleTimeout !== undefined) limits.idleTimeoutMs = parseTtl(o.idleTimeout, '--idle-timeout');
+    if (o.headersTimeout !== undefined) limits.headersTimeoutMs = parseTtl(o.headersTimeout, '--headers-timeout');
+    if (o.requestTimeout !== undefined) limits.requestTimeoutMs = parseTtl(o.requestTimeout, '--request-timeout');
+  } catch (err) {
+    process.stderr.write(`rampart proxy: ${(err as Error).message}\n`);
+    return 2;
+  }
+  for (const [flag, value, key] of [['--max-header-bytes', o.maxHeaderBytes, 'maxHeaderBytes'], ['--max-headers', o.maxHeaders, 'maxHeaders'], ['--max-connections', o.maxConnections, 'maxConnections']] as const) {
+    if (value === undefined) continue;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) {
+      process.stderr.write(`rampart proxy: ${flag}: not a positive whole number: ${value}\n`);
+      return 2;
+    }
+    limits[key] = n;
   }
   const adminPort = o.adminPort === undefined ? undefined : Number(o.adminPort);
   if (adminPort !== undefined && (!Number.isInteger(adminPort) || adminPort < 0 || adminPort > 65535)) {
@@ -52,6 +77,7 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
   }
   const sidecar = new Sidecar({
     upstreams,
+    limits,
     ...(outboundPort === undefined ? {} : { outboundPort }),
     meshFile: o.mesh,
     config: o.config,

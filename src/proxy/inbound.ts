@@ -79,6 +79,8 @@ export interface InboundLimits {
   readonly maxHeaders: number;
   /** Time allowed for the TLS handshake. */
   readonly handshakeTimeoutMs: number;
+  /** Open downstream connections per listener; beyond it new ones are closed at once. */
+  readonly maxConnections: number;
 }
 
 export const DEFAULT_LIMITS: InboundLimits = {
@@ -88,6 +90,7 @@ export const DEFAULT_LIMITS: InboundLimits = {
   maxHeaderBytes: 60 * 1024,
   maxHeaders: 100,
   handshakeTimeoutMs: 10_000,
+  maxConnections: 10_000,
 };
 
 export interface InboundOptions {
@@ -170,10 +173,15 @@ export class InboundListener {
       // llhttp's strict mode stays on: both Content-Length and Transfer-Encoding, bad chunking and other smuggling
       // shapes are refused with 400 before a request event.
       insecureHTTPParser: false,
+      // Node checks the two timeouts above on this interval (30 s by default, too coarse for short limits).
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(Math.min(this.#limits.headersTimeoutMs, this.#limits.requestTimeoutMs) / 2))),
     }, (req, res) => this.#onRequest(req, res));
-    this.#http.maxHeadersCount = this.#limits.maxHeaders;
+    // Node would silently drop headers beyond maxHeadersCount, and a dropped header could hide what a DENY rule looks
+    // for: count them here instead and refuse the request (431).
+    this.#http.maxHeadersCount = 0;
     this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket));
     this.#server = net.createServer({ noDelay: true }, (socket) => void this.#onConnection(socket));
+    this.#server.maxConnections = this.#limits.maxConnections;
   }
 
   get port(): number {
@@ -374,6 +382,19 @@ export class InboundListener {
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const start = Date.now();
+    if (req.rawHeaders.length / 2 > this.#limits.maxHeaders) {
+      const body = 'Request Header Fields Too Large';
+      res.writeHead(431, { 'content-type': 'text/plain', 'content-length': String(body.length), connection: 'close' }).end(body);
+      res.once('finish', () => req.socket.destroySoon());
+      const info = this.#conns.get(req.socket);
+      this.#o.onAccess({
+        kind: 'http', start, durationMs: 0, port: this.#o.port.port, sourceIp: info?.sourceIp, sourcePrincipal: info?.peer, mtls: info?.mtls ?? false,
+        method: req.method ?? 'GET', authority: req.headers.host ?? '', path: req.url ?? '/', status: 431, responseFlags: 'DPE', bytesReceived: 0, bytesSent: body.length,
+        requestPrincipal: undefined, decision: 'DENY', decidedBy: 'connection', policy: null, rule: null,
+        reason: `${req.rawHeaders.length / 2} headers (at most ${this.#limits.maxHeaders})`, requestId: undefined, configVersion: this.#o.state().version,
+      });
+      return;
+    }
     const info = this.#conns.get(req.socket) ?? { peer: undefined, peerCertDer: undefined, mtls: false, sourceIp: req.socket.remoteAddress, localIp: req.socket.localAddress };
     const st = this.#o.state();
     const headers = req.headers;

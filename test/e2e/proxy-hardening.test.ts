@@ -1,0 +1,150 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeCaDir } from '../../src/io/ca-dir.ts';
+import { newCa } from '../support/certs.ts';
+import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
+
+/**
+ * What a hostile or broken client meets: request smuggling shapes refused before any policy or app sees them,
+ * header size and count limits, slow and silent clients cut off, and a flood of idle connections that does not
+ * keep a real client out for long. Raw sockets against the sidecar (PERMISSIVE, so plaintext is accepted).
+ */
+
+const HOST = loopbackAddress();
+let dir: string;
+let app: http.Server;
+let proxy: RunningProxy;
+const appSaw: string[] = [];
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'rampart-hard-'));
+  await writeCaDir(join(dir, 'ca'), (await newCa()).material, false);
+  app = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    req.on('end', () => {
+      appSaw.push(`${req.method} ${req.url} ${body}`);
+      res.writeHead(200, { 'content-length': '2' }).end('ok');
+    });
+  });
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  await mkdir(join(dir, 'policies'));
+  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+`);
+  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+- name: httpbin
+  labels: {app: httpbin}
+  address: ${HOST}
+  ports: [{name: http, port: 8000, targetPort: ${(app.address() as net.AddressInfo).port}}]
+`);
+  proxy = await startProxy([
+    '--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca'),
+    '--idle-timeout', '1s', '--headers-timeout', '1s', '--max-header-bytes', '8192', '--max-headers', '20', '--max-connections', '200',
+  ]);
+});
+
+after(async () => {
+  await proxy?.stop();
+  app?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Writes raw bytes and reads until the server closes (or `waitMs`); the text received and how long it took. */
+async function raw(text: string, waitMs = 5_000): Promise<{ text: string; ms: number; closed: boolean }> {
+  const start = Date.now();
+  const s = net.connect({ host: HOST, port: 8000 });
+  await once(s, 'connect');
+  s.write(text);
+  let got = '';
+  s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+  const closed = await Promise.race([
+    new Promise<boolean>((r) => s.once('close', () => r(true))),
+    new Promise<boolean>((r) => setTimeout(() => r(false), waitMs)),
+  ]);
+  s.destroy();
+  return { text: got, ms: Date.now() - start, closed };
+}
+
+const smuggling: Array<{ name: string; request: string }> = [
+  { name: 'Content-Length and Transfer-Encoding together', request: 'POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: h\r\n\r\n' },
+  { name: 'two different Content-Length values', request: 'POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd' },
+  { name: 'bad chunk size', request: 'POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n' },
+  { name: 'Transfer-Encoding other than chunked last', request: 'POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n' },
+  { name: 'space before the colon of a header', request: 'GET /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n' },
+  { name: 'a bare LF in a header value', request: 'GET /x HTTP/1.1\r\nHost: h\r\nX-A: a\nTransfer-Encoding: chunked\r\n\r\n' },
+  { name: 'obsolete line folding', request: 'GET /x HTTP/1.1\r\nHost: h\r\nX-A: a\r\n  continued\r\n\r\n' },
+  { name: 'control character in the request target', request: 'GET /x\x01y HTTP/1.1\r\nHost: h\r\n\r\n' },
+];
+
+for (const row of smuggling) {
+  test(`smuggling shape refused with 400 before any policy or app: ${row.name}`, async () => {
+    const before = appSaw.length;
+    const r = await raw(row.request);
+    assert.match(r.text, /^HTTP\/1\.1 400 /, JSON.stringify(r.text));
+    assert.ok(r.closed, 'the connection is closed');
+    assert.equal(appSaw.length, before, `the app saw ${appSaw.slice(before).join(' | ')}`);
+  });
+}
+
+test('header size and count limits answer 431; the app sees nothing', async () => {
+  const before = appSaw.length;
+  const big = await raw(`GET /x HTTP/1.1\r\nHost: h\r\nX-Big: ${'a'.repeat(9_000)}\r\n\r\n`);
+  assert.match(big.text, /^HTTP\/1\.1 431 /);
+  const many = await raw(`GET /x HTTP/1.1\r\nHost: h\r\n${Array.from({ length: 25 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`);
+  assert.match(many.text, /^HTTP\/1\.1 431 /);
+  assert.equal(appSaw.length, before);
+  // Twenty headers exactly pass.
+  const ok = await raw(`GET /ok HTTP/1.1\r\nHost: h\r\nConnection: close\r\n${Array.from({ length: 18 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`);
+  assert.match(ok.text, /^HTTP\/1\.1 200 /);
+});
+
+test('a slow client (headers never finished) gets 408 and is cut off; a silent one is closed after the idle timeout', async () => {
+  const slow = await raw('GET /x HTTP/1.1\r\nHost: h\r\nX-Slow: ', 6_000);
+  assert.ok(slow.closed, 'closed by the proxy');
+  assert.match(slow.text, /^HTTP\/1\.1 408 |^$/);
+  assert.ok(slow.ms < 4_000, `took ${slow.ms} ms`);
+  const silent = await raw('', 6_000);
+  assert.ok(silent.closed);
+  assert.ok(silent.ms < 4_000, `took ${silent.ms} ms`);
+});
+
+test('a flood of idle connections: a real request still gets through, connections beyond the limit are closed, the flood is cleared by the idle timeout', async () => {
+  const flood: net.Socket[] = [];
+  let closedEarly = 0;
+  for (let i = 0; i < 260; i++) {
+    const s = net.connect({ host: HOST, port: 8000 });
+    s.on('error', () => undefined);
+    const opened = Date.now();
+    s.once('close', () => {
+      if (Date.now() - opened < 500) closedEarly++;
+    });
+    flood.push(s);
+  }
+  await Promise.all(flood.map((s) => new Promise((r) => (s.connecting ? s.once('connect', r).once('close', r) : r(undefined)))));
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(closedEarly >= 50, `connections beyond --max-connections 200 are closed at once (${closedEarly} were)`);
+  // Once the idle timeout clears the flood, a real client is served; the proxy process is still up.
+  await new Promise((r) => setTimeout(r, 1_500));
+  const r = await raw('GET /after-flood HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+  assert.match(r.text, /^HTTP\/1\.1 200 /);
+  assert.ok(flood.every((s) => s.destroyed || s.closed), 'every idle connection was closed by the proxy');
+  assert.equal(proxy.child.exitCode, null);
+  for (const s of flood) s.destroy();
+});
