@@ -54,7 +54,7 @@ export interface AccessEntry {
   readonly authority?: string;
   readonly path?: string;
   readonly status: number | undefined;
-  /** Envoy's response flags: `-`, `UF` (upstream connection failure), `DC` (downstream closed), `UT` (upstream timeout). */
+  /** Envoy's response flags: `-`, `UF` upstream connect failure, `UR` upstream reset, `DC` downstream closed, `UAEX` external authorizer denied, `NR` connection refused (no filter chain), `DPE` downstream protocol error. */
   readonly responseFlags: string;
   readonly bytesReceived: number;
   readonly bytesSent: number;
@@ -302,7 +302,7 @@ export class InboundListener {
     const sock = stream as net.Socket;
     this.#o.onAccess({
       kind: 'connection', start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: sourceIp ?? sock.remoteAddress, sourcePrincipal: undefined,
-      mtls: false, status: undefined, responseFlags: 'UPE', bytesReceived: 0, bytesSent: 0, requestPrincipal: undefined, decision: 'DENY',
+      mtls: false, status: undefined, responseFlags: 'NR', bytesReceived: 0, bytesSent: 0, requestPrincipal: undefined, decision: 'DENY',
       decidedBy: 'connection', policy: null, rule: null, reason, requestId: undefined, configVersion: this.#o.state().version,
     });
     // A reset, as Envoy gives a plaintext client of a STRICT port.

@@ -104,7 +104,7 @@ export class Sidecar {
     const w = this.#workload!;
     const mesh = first.mesh.mesh;
     const identity = istioSpiffeId(mesh.trustDomain, w.namespace, w.serviceAccount);
-    this.#metrics = new ProxyMetrics(w, identity.uri.slice('spiffe://'.length));
+    this.#metrics = new ProxyMetrics(w, identity.uri);
     this.#jwks.watch(first.registry.sources);
     const ca = new CertificateAuthority(await readCaDir(this.#o.caDir), { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases });
     this.#certs = new CertificateManager({

@@ -253,7 +253,7 @@ test('access log lines and Istio metrics on the admin port; readiness and the cu
   };
   assert.equal((await get('/ready')).status, 200);
   const metrics = (await get('/metrics')).body;
-  assert.match(metrics, /istio_requests_total\{reporter="destination",source_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/my-service-account",destination_workload="httpbin",destination_workload_namespace="default",destination_principal="cluster.local\/ns\/default\/sa\/httpbin",connection_security_policy="mutual_tls",request_protocol="http",response_code="403",response_flags="-"\} \d+/);
+  assert.match(metrics, /istio_requests_total\{reporter="destination",source_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/my-service-account",destination_workload="httpbin",destination_workload_namespace="default",destination_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/httpbin",connection_security_policy="mutual_tls",request_protocol="http",response_code="403",response_flags="-"\} \d+/);
   assert.match(metrics, /rampart_decisions_total\{kind="http",decision="DENY",decided_by="deny",policy="default\/deny-admin"\} \d+/);
   assert.match(metrics, /rampart_connections_refused_total\{reason="plaintext_to_strict"\} [1-9]/);
   const certs = JSON.parse((await get('/certs')).body) as { spiffeId: string };
