@@ -12,6 +12,8 @@
  * The JWT suite (bench/jwt.bench.ts: verifications per second with and without the cache, against bare jose and
  * the raw signature check) runs after identity; `--only jwt` runs it alone and writes bench/results/jwt.json
  * (jwt-quick.json with --quick).
+ * The data-path suite (bench/proxy.bench.ts: two sidecars against direct and an nginx pair, with wrk) runs last;
+ * `--only proxy` runs it alone and writes bench/results/proxy.json. It needs wrk (and nginx for its peer lines).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -21,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { ipMatchingAvailable } from './fixtures.ts';
 import { benchIdentity, identityReport, type IdentityResults } from './identity.bench.ts';
 import { benchJwt, jwtReport, type JwtResults } from './jwt.bench.ts';
+import { benchProxy, proxyReport, type ProxyResults } from './proxy.bench.ts';
 import {
   benchDecide, machineProbe, PATH_LABELS, type BaselineMeasurement, type DecideHeap, type DecideMeasurement, type DecidePath, type DecideTarget,
 } from './policy-decide.bench.ts';
@@ -68,12 +71,12 @@ function sourceState(): string {
 const source = sourceState();
 
 /** `--only policy|identity|jwt` (or `--only=…`): one suite instead of all. */
-function onlyArgument(): 'policy' | 'identity' | 'jwt' | undefined {
+function onlyArgument(): 'policy' | 'identity' | 'jwt' | 'proxy' | undefined {
   const i = process.argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
   if (i < 0) return undefined;
   const arg = process.argv[i]!;
   const value = arg === '--only' ? process.argv[i + 1] : arg.slice('--only='.length);
-  if (value !== 'policy' && value !== 'identity' && value !== 'jwt') throw new Error(`--only takes "policy", "identity" or "jwt", not ${JSON.stringify(value)}`);
+  if (value !== 'policy' && value !== 'identity' && value !== 'jwt' && value !== 'proxy') throw new Error(`--only takes "policy", "identity", "jwt" or "proxy", not ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -109,6 +112,12 @@ async function runIdentity(): Promise<IdentityResults> {
   return identity;
 }
 
+async function runProxy(): Promise<ProxyResults> {
+  const proxy = await benchProxy({ quick, log, root: packageRoot() });
+  process.stdout.write(proxyReport(proxy, quick));
+  return proxy;
+}
+
 async function runJwt(): Promise<JwtResults> {
   const jwt = await benchJwt({ quick, log });
   process.stdout.write(jwtReport(jwt, quick));
@@ -138,7 +147,7 @@ function section(title: string, body: string): void {
 
 const ipBlocks = ipMatchingAvailable();
 process.stdout.write(
-  `Rampart ${only === undefined ? 'policy, identity and JWT' : only === 'jwt' ? 'JWT' : only} benchmarks${quick ? ' (--quick)' : ''}: ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ` +
+  `Rampart ${only === undefined ? 'policy, identity, JWT and data-path' : only === 'jwt' ? 'JWT' : only} benchmarks${quick ? ' (--quick)' : ''}: ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ` +
     `${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), ${compiled ? 'compiled with tsc' : 'run through tsx'}, ` +
     `load average ${fixed(loadAverageAtStart, 2)}; ipBlocks ${ipBlocks ? 'included' : 'LEFT OUT (src/match/cidr.ts is a stub)'}\nsource: ${source}\n`,
 );
@@ -146,6 +155,11 @@ process.stdout.write(
 if (only === 'identity') {
   writeResults(quick ? 'identity-quick.json' : 'identity.json', { ...runInfo(), identity: await runIdentity() });
   // The policy phases below are the rest of this module; with --only identity they do not run.
+  process.exit(0);
+}
+if (only === 'proxy') {
+  const proxy = await runProxy();
+  writeResults(quick ? 'proxy-quick.json' : 'proxy.json', { ...runInfo(), proxy });
   process.exit(0);
 }
 if (only === 'jwt') {
@@ -365,6 +379,7 @@ meshes.length = 0;
 (globalThis as { gc?: () => void }).gc?.();
 const identity = only === 'policy' ? undefined : await runIdentity();
 const jwt = only === 'policy' ? undefined : await runJwt();
+const proxy = only === 'policy' ? undefined : await runProxy();
 
 // ---------------------------------------------------------------- JSON
 
@@ -380,4 +395,5 @@ writeResults(quick ? 'quick.json' : 'latest.json', {
   targets,
   ...(identity === undefined ? {} : { identity }),
   ...(jwt === undefined ? {} : { jwt }),
+  ...(proxy === undefined ? {} : { proxy }),
 });

@@ -1,0 +1,440 @@
+/**
+ * The data path: requests per second and latency through two sidecars, against the same load sent straight to the
+ * app and through an nginx pair doing the same two hops (mTLS origination and termination), all in one run with the
+ * same load generator (wrk, 16 connections, POST with a 1 KB body, the app answering 1 KB).
+ *
+ * - direct: wrk → app;
+ * - rampart: wrk → client sidecar (an --upstream port) → mTLS → server sidecar → app, with a JWT (the same token,
+ *   so the verified-token cache answers) and ten AuthorizationPolicies applying to the server workload, STRICT mTLS;
+ * - nginx: wrk → nginx (proxy_pass https with a client certificate) → nginx (ssl_verify_client on) → app. nginx checks
+ *   the chain of the client certificate but, unlike the sidecars, no SPIFFE ID (stock nginx cannot match a URI SAN),
+ *   and it runs no authorization: it is the throughput peer a user would otherwise pick, not an equivalent.
+ *
+ * Each path is measured at full speed and at about 1,000 requests/s (wrk's Lua delay() spaces each connection's
+ * requests 16 ms apart), in alternating rounds. Each proxy process's CPU seconds (from /proc) are taken around every
+ * round, and its peak RSS (VmHWM) at the end. Every proxy runs as one process; the load generator, the app and the
+ * proxies share the machine's cores.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT, type JWK } from 'jose';
+import { CertificateAuthority, createSelfSignedCa } from '../src/identity/ca.ts';
+import { istioSpiffeId } from '../src/identity/spiffe-id.ts';
+import { createCsr, generateKeyPair, privateKeyPem } from '../src/identity/x509.ts';
+import { writeCaDir } from '../src/io/ca-dir.ts';
+
+export const TARGET_ADDED_P90_MS = 1;
+export const TARGET_CPU_S_PER_1000 = 0.15;
+export const TARGET_RSS_MB = 60;
+export const TARGET_PEAK_VS_NGINX = 0.5;
+export const TARGET_P99_VS_NGINX = 2;
+const CONNECTIONS = 16;
+const BODY_BYTES = 1024;
+const RATE_DELAY_MS = 16;
+
+export interface ProxyBenchOptions {
+  readonly quick: boolean;
+  readonly log: (line: string) => void;
+  /** The package root (the compiled CLI is under .bench-out/). */
+  readonly root: string;
+}
+
+export interface WrkResult {
+  readonly requests: number;
+  readonly seconds: number;
+  readonly perSecond: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly errors: number;
+  readonly non2xx: number;
+}
+
+export interface ProcessUse {
+  readonly name: string;
+  readonly cpuSeconds: number;
+  readonly cpuSecondsPer1000: number;
+}
+
+export interface PathRound {
+  readonly path: 'direct' | 'rampart' | 'nginx';
+  readonly load: 'peak' | 'rate';
+  readonly round: number;
+  readonly wrk: WrkResult;
+  readonly processes: readonly ProcessUse[];
+}
+
+export interface ProxyResults {
+  readonly skipped?: string;
+  readonly durationSeconds: number;
+  readonly rounds: readonly PathRound[];
+  readonly peakRssMB: Readonly<Record<string, number>>;
+  readonly targets: ReadonlyArray<{ readonly target: string; readonly measured: string; readonly met: boolean }>;
+  readonly nginx: boolean;
+}
+
+function which(cmd: string): string | undefined {
+  for (const dir of (process.env['PATH'] ?? '').split(':').concat(['/usr/sbin', '/usr/bin'])) {
+    const p = join(dir, cmd);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const TICKS = 100;
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
+function peakRssMB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m === null ? NaN : Number(m[1]) / 1024;
+}
+
+async function waitForFile(file: string, pattern: RegExp, timeoutMs: number): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    if (pattern.test(text)) return text;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${pattern} in ${file}:\n${text.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect({ host, port }, () => (s.destroy(), r(true)));
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing listens on ${host}:${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function parseWrk(out: string): WrkResult {
+  const num = (re: RegExp): number => {
+    const m = re.exec(out);
+    return m === null ? NaN : Number(m[1]);
+  };
+  const latency = (pct: string): number => {
+    const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
+    if (m === null) return NaN;
+    const v = Number(m[1]);
+    return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+  };
+  const requests = num(/(\d+) requests in/);
+  const seconds = (() => {
+    const m = /requests in ([\d.]+)(ms|s|m)/.exec(out);
+    if (m === null) return NaN;
+    return m[2] === 'ms' ? Number(m[1]) / 1000 : m[2] === 'm' ? Number(m[1]) * 60 : Number(m[1]);
+  })();
+  const err = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    requests, seconds, perSecond: num(/Requests\/sec:\s+([\d.]+)/),
+    p50Ms: latency('50'), p90Ms: latency('90'), p99Ms: latency('99'),
+    errors: err === null ? 0 : err.slice(1).reduce((a, b) => a + Number(b), 0),
+    non2xx: Number.isNaN(num(/Non-2xx or 3xx responses: (\d+)/)) ? 0 : num(/Non-2xx or 3xx responses: (\d+)/),
+  };
+}
+
+const APP = `
+const http = require('node:http');
+const body = Buffer.alloc(${BODY_BYTES}, 'b');
+const s = http.createServer((req, res) => { req.resume(); req.on('end', () => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body)); });
+s.keepAliveTimeout = 120000;
+s.listen(Number(process.argv[1]), '127.0.0.1');
+`;
+
+function policies(jwks: string): string {
+  const docs: string[] = [`apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: STRICT}}`, `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  jwtRules:
+  - issuer: https://issuer.bench.example
+    audiences: [httpbin]
+    jwks: '${jwks}'`];
+  for (let i = 0; i < 8; i++) {
+    docs.push(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-team-${i}, namespace: default}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/team-${i}/sa/*"]}}]
+    to: [{operation: {methods: ["GET"], paths: ["/team-${i}/*"]}}]`);
+  }
+  docs.push(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]`);
+  docs.push(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-sleep-with-jwt, namespace: default}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"], requestPrincipals: ["https://issuer.bench.example/*"]}}]
+    to: [{operation: {methods: ["POST"], paths: ["/echo"]}}]`);
+  return `${docs.join('\n---\n')}\n`;
+}
+
+export async function benchProxy(opts: ProxyBenchOptions): Promise<ProxyResults> {
+  const { log, quick } = opts;
+  const wrk = which('wrk');
+  const nginx = which('nginx');
+  const durationSeconds = quick ? 3 : 8;
+  if (wrk === undefined) {
+    log('proxy: wrk is not installed (Debian package "wrk"): the data-path benchmark is skipped');
+    return { skipped: 'wrk is not installed (apt-get install wrk nginx-light)', durationSeconds, rounds: [], peakRssMB: {}, targets: [], nginx: false };
+  }
+  const cli = join(opts.root, '.bench-out', 'src', 'cli', 'bin.js');
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-bench-proxy-'));
+  const children: ChildProcess[] = [];
+  const spawnLogged = (name: string, cmd: string, args: readonly string[]): ChildProcess => {
+    const out = openSync(join(dir, `${name}.log`), 'w');
+    const c = spawn(cmd, args, { stdio: ['ignore', out, out] });
+    children.push(c);
+    return c;
+  };
+  try {
+    // CA, SVIDs for nginx, a JWT.
+    const material = await createSelfSignedCa({ trustDomain: 'cluster.local' });
+    const ca = new CertificateAuthority(material, { trustDomain: 'cluster.local' });
+    await writeCaDir(join(dir, 'ca'), material, false);
+    const svidFiles = async (name: string, sa: string): Promise<{ key: string; cert: string }> => {
+      const keys = await generateKeyPair('ec-p256');
+      const id = istioSpiffeId('cluster.local', 'default', sa);
+      const issued = ca.issue({ csr: createCsr(keys, id.uri) }, id);
+      writeFileSync(join(dir, `${name}-key.pem`), privateKeyPem(keys.privateKey), { mode: 0o600 });
+      writeFileSync(join(dir, `${name}-cert.pem`), issued.chainPem);
+      return { key: join(dir, `${name}-key.pem`), cert: join(dir, `${name}-cert.pem`) };
+    };
+    writeFileSync(join(dir, 'root.pem'), ca.trustBundle.pem);
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = { ...(pair.publicKey.export({ format: 'jwk' }) as JWK), kid: 'k1', alg: 'ES256' };
+    const token = await new SignJWT({ iss: 'https://issuer.bench.example', sub: 'bench', aud: 'httpbin', exp: Math.floor(Date.now() / 1000) + 86_400 })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(pair.privateKey);
+
+    const appPort = await freePort();
+    const app = spawnLogged('app', process.execPath, ['-e', APP, String(appPort)]);
+    await waitForPort('127.0.0.1', appPort, 10_000);
+
+    // Two sidecars.
+    const serverHost = '127.0.77.2';
+    const upPort = await freePort();
+    mkdirSync(join(dir, 'policies'));
+    writeFileSync(join(dir, 'policies', 'p.yaml'), policies(JSON.stringify({ keys: [jwk] })));
+    writeFileSync(join(dir, 'mesh.yaml'), `workloads:
+- {name: httpbin, serviceAccount: httpbin, labels: {app: httpbin}, address: ${serverHost}, ports: [{name: http, port: 8000, targetPort: ${appPort}}]}
+- {name: sleep, serviceAccount: sleep, labels: {app: sleep}, address: 127.0.77.3}
+services:
+- {name: httpbin, selector: {app: httpbin}, ports: [{name: http, port: 8000}]}
+`);
+    const common = ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca')];
+    const server = spawnLogged('server-sidecar', process.execPath, [cli, 'proxy', ...common, '--workload', 'default/httpbin']);
+    const client = spawnLogged('client-sidecar', process.execPath, [cli, 'proxy', ...common, '--workload', 'default/sleep', '--upstream', `${upPort}=httpbin.default:8000`]);
+    await waitForFile(join(dir, 'server-sidecar.log'), /"event":"ready"/, 30_000);
+    await waitForFile(join(dir, 'client-sidecar.log'), /"event":"ready"/, 30_000);
+
+    // Two nginx processes, when nginx is there.
+    let nginxPids: { client: number; server: number } | undefined;
+    const nginxPort = await freePort();
+    if (nginx !== undefined) {
+      const serverCert = await svidFiles('nginx-server', 'httpbin');
+      const clientCert = await svidFiles('nginx-client', 'sleep');
+      const nginxServerPort = 8443;
+      const conf = (name: string, body: string): string => {
+        const d = join(dir, name);
+        mkdirSync(d, { recursive: true });
+        writeFileSync(join(d, 'nginx.conf'), `daemon off;
+master_process off;
+worker_processes 1;
+error_log ${d}/error.log warn;
+pid ${d}/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log ${d}/access.log;
+  client_body_temp_path ${d}/body;
+  proxy_temp_path ${d}/proxy;
+  fastcgi_temp_path ${d}/fastcgi;
+  uwsgi_temp_path ${d}/uwsgi;
+  scgi_temp_path ${d}/scgi;
+  keepalive_requests 1000000;
+  ${body}
+}
+`);
+        return d;
+      };
+      const serverDir = conf('nginx-server', `upstream app { server 127.0.0.1:${appPort}; keepalive 64; }
+  server {
+    listen ${serverHost.replace(/\.2$/, '.4')}:${nginxServerPort} ssl;
+    ssl_certificate ${serverCert.cert};
+    ssl_certificate_key ${serverCert.key};
+    ssl_client_certificate ${join(dir, 'root.pem')};
+    ssl_verify_client on;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }`);
+      const clientDir = conf('nginx-client', `upstream mesh { server ${serverHost.replace(/\.2$/, '.4')}:${nginxServerPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${nginxPort};
+    location / {
+      proxy_pass https://mesh;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_certificate ${clientCert.cert};
+      proxy_ssl_certificate_key ${clientCert.key};
+      proxy_ssl_trusted_certificate ${join(dir, 'root.pem')};
+      proxy_ssl_session_reuse on;
+    }
+  }`);
+      const ns = spawnLogged('nginx-server', nginx, ['-p', serverDir, '-c', join(serverDir, 'nginx.conf')]);
+      const nc = spawnLogged('nginx-client', nginx, ['-p', clientDir, '-c', join(clientDir, 'nginx.conf')]);
+      await waitForPort(serverHost.replace(/\.2$/, '.4'), nginxServerPort, 10_000);
+      await waitForPort('127.0.0.1', nginxPort, 10_000);
+      nginxPids = { server: ns.pid!, client: nc.pid! };
+    } else {
+      log('proxy: nginx is not installed (Debian package "nginx-light"): the nginx lines are left out');
+    }
+
+    const script = (rate: boolean): string => {
+      const f = join(dir, `wrk-${rate ? 'rate' : 'peak'}.lua`);
+      writeFileSync(f, `wrk.method = "POST"
+wrk.body = string.rep("a", ${BODY_BYTES})
+wrk.headers["Content-Type"] = "application/octet-stream"
+wrk.headers["Host"] = "httpbin.default:8000"
+wrk.headers["Authorization"] = "Bearer ${token}"
+${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
+`);
+      return f;
+    };
+    const targets = {
+      direct: { url: `http://127.0.0.1:${appPort}/echo`, pids: [] as Array<[string, number]> },
+      rampart: { url: `http://127.0.0.1:${upPort}/echo`, pids: [['client sidecar', client.pid!], ['server sidecar', server.pid!]] as Array<[string, number]> },
+      ...(nginxPids === undefined ? {} : { nginx: { url: `http://127.0.0.1:${nginxPort}/echo`, pids: [['nginx client', nginxPids.client], ['nginx server', nginxPids.server]] as Array<[string, number]> } }),
+    } as Record<PathRound['path'], { url: string; pids: Array<[string, number]> }>;
+
+    const runWrk = (url: string, rate: boolean, seconds: number): WrkResult =>
+      parseWrk(execFileSync(wrk, ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', script(rate), url], { encoding: 'utf8' }));
+
+    // Warm-up: JIT, pools, the JWT cache, TLS sessions.
+    for (const [name, t] of Object.entries(targets)) {
+      const w = runWrk(t.url, false, quick ? 1 : 2);
+      if (w.non2xx > 0 || w.errors > 0 || !(w.requests > 0)) throw new Error(`proxy bench: ${name} warm-up failed: ${JSON.stringify(w)} (logs in ${dir})`);
+    }
+    const rounds: PathRound[] = [];
+    const roundsPerLoad = quick ? 1 : 2;
+    for (const load of ['peak', 'rate'] as const) {
+      for (let round = 0; round < roundsPerLoad; round++) {
+        for (const [path, t] of Object.entries(targets) as Array<[PathRound['path'], { url: string; pids: Array<[string, number]> }]>) {
+          const before = t.pids.map(([, pid]) => cpuSeconds(pid));
+          const w = runWrk(t.url, load === 'rate', durationSeconds);
+          const processes = t.pids.map(([name, pid], i) => {
+            const used = cpuSeconds(pid) - before[i]!;
+            return { name, cpuSeconds: used, cpuSecondsPer1000: (used / w.requests) * 1000 };
+          });
+          rounds.push({ path, load, round, wrk: w, processes });
+          log(`  ${load} ${path} round ${round + 1}: ${Math.round(w.perSecond)}/s, p90 ${w.p90Ms} ms, p99 ${w.p99Ms} ms${w.non2xx + w.errors > 0 ? `, ${w.non2xx} non-2xx, ${w.errors} errors` : ''}`);
+          if (w.non2xx > 0 || w.errors > 0) throw new Error(`proxy bench: ${path} had failures: ${JSON.stringify(w)} (logs in ${dir})`);
+        }
+      }
+    }
+    const peak: Record<string, number> = { app: peakRssMB(app.pid!), 'client sidecar': peakRssMB(client.pid!), 'server sidecar': peakRssMB(server.pid!) };
+    if (nginxPids !== undefined) Object.assign(peak, { 'nginx client': peakRssMB(nginxPids.client), 'nginx server': peakRssMB(nginxPids.server) });
+    return { durationSeconds, rounds, peakRssMB: peak, targets: proxyTargets(rounds, peak), nginx: nginxPids !== undefined };
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+function summary(rounds: readonly PathRound[], path: PathRound['path'], load: PathRound['load']): { perSecond: number; p50: number; p90: number; p99: number; cpu: Record<string, number> } | undefined {
+  const rs = rounds.filter((r) => r.path === path && r.load === load);
+  if (rs.length === 0) return undefined;
+  const cpu: Record<string, number> = {};
+  for (const name of new Set(rs.flatMap((r) => r.processes.map((p) => p.name)))) cpu[name] = median(rs.map((r) => r.processes.find((p) => p.name === name)!.cpuSecondsPer1000));
+  return { perSecond: median(rs.map((r) => r.wrk.perSecond)), p50: median(rs.map((r) => r.wrk.p50Ms)), p90: median(rs.map((r) => r.wrk.p90Ms)), p99: median(rs.map((r) => r.wrk.p99Ms)), cpu };
+}
+
+function proxyTargets(rounds: readonly PathRound[], peak: Readonly<Record<string, number>>): Array<{ target: string; measured: string; met: boolean }> {
+  const out: Array<{ target: string; measured: string; met: boolean }> = [];
+  const dr = summary(rounds, 'direct', 'rate');
+  const rr = summary(rounds, 'rampart', 'rate');
+  const rp = summary(rounds, 'rampart', 'peak');
+  const np = summary(rounds, 'nginx', 'peak');
+  if (dr !== undefined && rr !== undefined) {
+    const added = rr.p90 - dr.p90;
+    out.push({ target: `full path at ~1,000 req/s: added p90 over direct < ${TARGET_ADDED_P90_MS} ms`, measured: `+${added.toFixed(2)} ms (${rr.p90.toFixed(2)} vs ${dr.p90.toFixed(2)} ms, at ${Math.round(rr.perSecond)} req/s)`, met: added < TARGET_ADDED_P90_MS });
+    for (const [name, v] of Object.entries(rr.cpu)) {
+      out.push({ target: `${name}: CPU-seconds per 1,000 requests < ${TARGET_CPU_S_PER_1000}`, measured: v.toFixed(3), met: v < TARGET_CPU_S_PER_1000 });
+    }
+  }
+  for (const name of ['client sidecar', 'server sidecar']) {
+    const mb = peak[name];
+    if (mb !== undefined) out.push({ target: `${name}: peak RSS < ${TARGET_RSS_MB} MB`, measured: `${mb.toFixed(1)} MB`, met: mb < TARGET_RSS_MB });
+  }
+  if (rp !== undefined && np !== undefined) {
+    const q = rp.perSecond / np.perSecond;
+    out.push({ target: `peak throughput ≥ ${TARGET_PEAK_VS_NGINX}× the nginx pair's`, measured: `${q.toFixed(2)}× (${Math.round(rp.perSecond)} vs ${Math.round(np.perSecond)} req/s)`, met: q >= TARGET_PEAK_VS_NGINX });
+    const p = rp.p99 / np.p99;
+    out.push({ target: `p99 at peak ≤ ${TARGET_P99_VS_NGINX}× the nginx pair's`, measured: `${p.toFixed(2)}× (${rp.p99.toFixed(2)} vs ${np.p99.toFixed(2)} ms)`, met: p <= TARGET_P99_VS_NGINX });
+  }
+  return out;
+}
+
+export function proxyReport(r: ProxyResults, quick: boolean): string {
+  if (r.skipped !== undefined) return `\nData path (proxy): skipped — ${r.skipped}\n`;
+  const rows: string[][] = [];
+  for (const load of ['peak', 'rate'] as const) {
+    const direct = summary(r.rounds, 'direct', load);
+    const nginx = summary(r.rounds, 'nginx', load);
+    for (const path of ['direct', 'rampart', 'nginx'] as const) {
+      const s = summary(r.rounds, path, load);
+      if (s === undefined) continue;
+      rows.push([
+        load === 'peak' ? 'full speed' : '~1,000 req/s', path, Math.round(s.perSecond).toLocaleString('en-US'), s.p50.toFixed(2), s.p90.toFixed(2), s.p99.toFixed(2),
+        direct === undefined ? '' : `${(s.perSecond / direct.perSecond).toFixed(2)}×`, nginx === undefined ? '' : `${(s.perSecond / nginx.perSecond).toFixed(2)}×`,
+        Object.entries(s.cpu).map(([n, v]) => `${n} ${v.toFixed(3)}`).join(', '),
+      ]);
+    }
+  }
+  const head = ['load', 'path', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', '× direct', '× nginx', 'CPU s per 1,000 requests'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((x) => x[i]!.length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i >= 2 && i <= 7 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const table = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+  const rss = Object.entries(r.peakRssMB).map(([n, v]) => `${n} ${v.toFixed(1)} MB`).join(', ');
+  const targets = r.targets.map((t) => `${t.met ? 'met    ' : 'MISSED '} ${t.target}: ${t.measured}`).join('\n');
+  return `\nData path${quick ? ' (--quick: short runs)' : ''}: wrk -t1 -c${CONNECTIONS}, POST ${BODY_BYTES} B, app answers ${BODY_BYTES} B; ` +
+    `${r.durationSeconds} s per run, medians of the rounds${r.nginx ? '' : '; nginx not installed, its lines left out'}\n${table}\npeak RSS: ${rss}\n\nData-path targets\n${targets}\n`;
+}
