@@ -286,3 +286,16 @@ spec:
   // Still PERMISSIVE (version 2): the STRICT in the same broken change was not applied.
   assert.equal((await plain('/headers', { authorization: `Bearer ${await token()}` })).status, 200);
 });
+
+test('a first configuration with errors: the proxy exits 2 and names file, line and field; nothing listens', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const bad = join(dir, 'bad');
+  await mkdir(bad);
+  await writeFile(join(bad, 'p.yaml'), 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x, namespace: default}\nspec:\n  action: ALOW\n');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', BIN, 'proxy', '--mesh', join(dir, 'mesh.yaml'), '--config', bad, '--workload', 'default/httpbin', '--ca', join(dir, 'ca')], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /p\.yaml:5.*spec\.action/);
+  const unknown = spawnSync(process.execPath, ['--import', 'tsx', BIN, 'proxy', '--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/nope', '--ca', join(dir, 'ca')], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /workload default\/nope is not in the mesh file/);
+});
