@@ -295,7 +295,10 @@ test('a first configuration with errors: the proxy exits 2 and names file, line 
   const r = spawnSync(process.execPath, ['--import', 'tsx', BIN, 'proxy', '--mesh', join(dir, 'mesh.yaml'), '--config', bad, '--workload', 'default/httpbin', '--ca', join(dir, 'ca')], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /p\.yaml:5.*spec\.action/);
-  const unknown = spawnSync(process.execPath, ['--import', 'tsx', BIN, 'proxy', '--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/nope', '--ca', join(dir, 'ca')], { encoding: 'utf8', timeout: 30_000 });
+  const good = join(dir, 'good');
+  await mkdir(good);
+  await writeFile(join(good, 'p.yaml'), policies('STRICT', jwksUri));
+  const unknown = spawnSync(process.execPath, ['--import', 'tsx', BIN, 'proxy', '--mesh', join(dir, 'mesh.yaml'), '--config', good, '--workload', 'default/nope', '--ca', join(dir, 'ca')], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /workload default\/nope is not in the mesh file/);
 });
