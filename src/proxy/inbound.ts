@@ -457,7 +457,10 @@ export class InboundListener {
     const { req, res, info, st, prepared, requestId } = ctx;
     const headers = req.headers;
     const found = d.decision === 'ALLOW' && st.policy.jwtRules.length > 0 ? extractTokens(st.policy.jwtRules, prepared) : [];
-    ctx.principal = found.length > 0 ? principalOf(found[0]!.token) : undefined;
+    // The tokens verified (the request was allowed), so their payloads may be read; once each.
+    const payloads = found.map((f) => payloadOf(f.token));
+    const first = payloads[0];
+    ctx.principal = typeof first?.['iss'] === 'string' && typeof first['sub'] === 'string' ? `${first['iss']}/${first['sub']}` : undefined;
 
     if (d.decision === 'DENY') {
       if (d.status === null) {
@@ -484,7 +487,7 @@ export class InboundListener {
     const out: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
     if (found.length > 0) {
-      const edits = forwardingEdits(found);
+      const edits = forwardingEdits(found, payloads);
       for (const h of edits.removeHeaders) delete out[h];
       Object.assign(out, edits.setHeaders);
     }
@@ -548,10 +551,9 @@ function jwtBody(reason: string): string {
   return reason;
 }
 
-function principalOf(token: string): string | undefined {
+function payloadOf(token: string): Record<string, unknown> | undefined {
   try {
-    const p = decodeJwt(token);
-    return typeof p.iss === 'string' && typeof p.sub === 'string' ? `${p.iss}/${p.sub}` : undefined;
+    return decodeJwt(token) as Record<string, unknown>;
   } catch {
     return undefined;
   }
@@ -561,21 +563,17 @@ function principalOf(token: string): string | undefined {
  * Header edits for tokens the request carried (it was allowed, so each verified): the rules that accepted a token
  * are those looking where it was found whose issuer and audiences fit it, as the authenticator decided.
  */
-function forwardingEdits(found: readonly FoundToken[]): ReturnType<typeof upstreamEdits> {
+function forwardingEdits(found: readonly FoundToken[], decoded: ReadonlyArray<Record<string, unknown> | undefined>): ReturnType<typeof upstreamEdits> {
   const accepted = new Map<string, JwtRuleRef[]>();
   const payloads = new Map<string, Record<string, unknown>>();
-  for (const f of found) {
-    let payload: Record<string, unknown>;
-    try {
-      payload = decodeJwt(f.token) as Record<string, unknown>;
-    } catch {
-      continue;
-    }
+  found.forEach((f, i) => {
+    const payload = decoded[i];
+    if (payload === undefined) return;
     const iss = typeof payload['iss'] === 'string' ? payload['iss'] : undefined;
     const aud = typeof payload['aud'] === 'string' ? [payload['aud']] : Array.isArray(payload['aud']) ? (payload['aud'] as unknown[]).filter((a): a is string => typeof a === 'string') : [];
     accepted.set(f.token, f.rules.filter((ref) => (ref.rule.issuer === undefined || ref.rule.issuer === '' || ref.rule.issuer === iss) &&
       ((ref.rule.audiences ?? []).length === 0 || (ref.rule.audiences ?? []).some((a) => aud.includes(a)))));
     payloads.set(f.token, payload);
-  }
+  });
   return upstreamEdits(found, accepted, payloads);
 }

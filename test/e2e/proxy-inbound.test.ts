@@ -55,6 +55,7 @@ spec:
   - issuer: "${ISS}"
     jwksUri: "${jwksUri}"
     audiences: ["httpbin"]
+    outputClaimToHeaders: [{header: x-jwt-sub, claim: sub}]
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -212,7 +213,7 @@ test('STRICT: a plaintext client is refused at the connection, and it is logged'
   await waitFor('refusal log', () => lines.find((l) => l['kind'] === 'connection' && /STRICT/.test(String(l['reason']))));
 });
 
-test('mTLS from another service account: 403 RBAC without a token, 200 with a valid token (the token not forwarded), 401 with an expired one', async () => {
+test('mTLS from another service account: 403 RBAC without a token, 200 with a valid token (the token not forwarded, its claim in a header), 401 with an expired one', async () => {
   const denied = await mtls(otherSvid, '/headers');
   assert.equal(denied.status, 403);
   assert.equal(denied.body, 'RBAC: access denied');
@@ -222,6 +223,7 @@ test('mTLS from another service account: 403 RBAC without a token, 200 with a va
   assert.equal(ok.status, 200, ok.body);
   const seen = JSON.parse(ok.body) as { headers: Record<string, string> };
   assert.equal(seen.headers['authorization'], undefined, 'the token is removed unless forwardOriginalToken');
+  assert.equal(seen.headers['x-jwt-sub'], 'alice', 'outputClaimToHeaders');
 
   const expired = await mtls(otherSvid, '/headers', { authorization: `Bearer ${await token({ exp: NOW - 3600 })}` });
   assert.equal(expired.status, 401);
