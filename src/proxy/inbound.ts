@@ -403,7 +403,9 @@ export class InboundListener {
       method: req.method ?? 'GET',
       ...(headers.host === undefined ? {} : { host: headers.host }),
       path: req.url ?? '/',
-      headers: headers as Record<string, string | string[]>,
+      // Each repeated header as its list, so that the engine joins them with "," as Envoy does (Node's
+      // req.headers joins most with ", ").
+      headers: req.headersDistinct as Record<string, string[]>,
     });
     const prepared = st.engine.prepare(check);
     const opts = st.jwt === undefined ? {} : { jwtVerifier: st.jwt };

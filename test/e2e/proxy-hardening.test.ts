@@ -46,7 +46,10 @@ kind: AuthorizationPolicy
 metadata: {name: deny-admin, namespace: default}
 spec:
   action: DENY
-  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+  rules:
+  - to: [{operation: {paths: ["/admin"]}}]
+  # A repeated header is matched as Envoy joins it: "a,b", no space.
+  - when: [{key: "request.headers[x-team]", values: ["a,b"]}]
 `);
   await writeFile(join(dir, 'mesh.yaml'), `workloads:
 - name: httpbin
@@ -102,6 +105,13 @@ for (const row of smuggling) {
     assert.equal(appSaw.length, before, `the app saw ${appSaw.slice(before).join(' | ')}`);
   });
 }
+
+test('a repeated header is decided on as Envoy joins it ("a,b")', async () => {
+  const two = await raw('GET /x HTTP/1.1\r\nHost: h\r\nX-Team: a\r\nX-Team: b\r\nConnection: close\r\n\r\n');
+  assert.match(two.text, /^HTTP\/1\.1 403 /);
+  const one = await raw('GET /x HTTP/1.1\r\nHost: h\r\nX-Team: a, b\r\nConnection: close\r\n\r\n');
+  assert.match(one.text, /^HTTP\/1\.1 200 /, 'one header "a, b" is not "a,b"');
+});
 
 test('header size and count limits answer 431; the app sees nothing', async () => {
   const before = appSaw.length;
