@@ -13,7 +13,8 @@
  * Each path is measured at full speed and at about 1,000 requests/s (wrk's Lua delay() spaces each connection's
  * requests 16 ms apart), in alternating rounds. Each proxy process's CPU seconds (from /proc) are taken around every
  * round, and its peak RSS (VmHWM) at the end. Every proxy runs as one process; the load generator, the app and the
- * proxies share the machine's cores.
+ * proxies share the machine's cores. RAMPART_SIDECAR_NODE_FLAGS adds node flags to both sidecars, for experiments
+ * (e.g. "--max-semi-space-size=2").
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -35,6 +36,7 @@ export const TARGET_P99_VS_NGINX = 2;
 const CONNECTIONS = 16;
 const BODY_BYTES = 1024;
 const RATE_DELAY_MS = 16;
+const SIDECAR_NODE_FLAGS = (process.env['RAMPART_SIDECAR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
 
 export interface ProxyBenchOptions {
   readonly quick: boolean;
@@ -257,8 +259,8 @@ services:
 - {name: httpbin, selector: {app: httpbin}, ports: [{name: http, port: 8000}]}
 `);
     const common = ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca')];
-    const server = spawnLogged('server-sidecar', process.execPath, [cli, 'proxy', ...common, '--workload', 'default/httpbin']);
-    const client = spawnLogged('client-sidecar', process.execPath, [cli, 'proxy', ...common, '--workload', 'default/sleep', '--upstream', `${upPort}=httpbin.default:8000`]);
+    const server = spawnLogged('server-sidecar', process.execPath, [...SIDECAR_NODE_FLAGS, cli, 'proxy', ...common, '--workload', 'default/httpbin']);
+    const client = spawnLogged('client-sidecar', process.execPath, [...SIDECAR_NODE_FLAGS, cli, 'proxy', ...common, '--workload', 'default/sleep', '--upstream', `${upPort}=httpbin.default:8000`]);
     await waitForFile(join(dir, 'server-sidecar.log'), /"event":"ready"/, 30_000);
     await waitForFile(join(dir, 'client-sidecar.log'), /"event":"ready"/, 30_000);
 
