@@ -81,6 +81,8 @@ export interface InboundLimits {
   readonly handshakeTimeoutMs: number;
   /** Open downstream connections per listener; beyond it new ones are closed at once. */
   readonly maxConnections: number;
+  /** Idle time allowed on a proxied TCP connection (Envoy's tcp_proxy default: 1 h). */
+  readonly tcpIdleTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: InboundLimits = {
@@ -91,6 +93,7 @@ export const DEFAULT_LIMITS: InboundLimits = {
   maxHeaders: 100,
   handshakeTimeoutMs: 10_000,
   maxConnections: 10_000,
+  tcpIdleTimeoutMs: 3_600_000,
 };
 
 export interface InboundOptions {
@@ -235,6 +238,8 @@ export class InboundListener {
         this.#refuse(socket, start, 'no SVID yet: mTLS cannot be terminated');
         return;
       }
+      // From here the TLS socket carries the timeouts (the handshake's, then the idle one).
+      socket.setTimeout(0);
       this.#tlsServerFor(tlsState).emit('connection', socket);
       return;
     }
@@ -265,6 +270,7 @@ export class InboundListener {
 
   #onSecure(t: TLSSocket, state: TlsState): void {
     const start = Date.now();
+    t.setTimeout(this.#limits.idleTimeoutMs, () => t.destroy());
     t.on('error', () => t.destroy());
     this.#open.add(t);
     t.once('close', () => this.#open.delete(t));
@@ -342,6 +348,7 @@ export class InboundListener {
       else stream.destroy();
       return;
     }
+    (stream as net.Socket).setTimeout(this.#limits.tcpIdleTimeoutMs, () => stream.destroy());
     const up = net.connect({ host: '127.0.0.1', port: this.#o.port.targetPort, noDelay: true });
     let connected = false;
     up.once('connect', () => (connected = true));

@@ -1,0 +1,116 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import tls from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeCaDir } from '../../src/io/ca-dir.ts';
+import type { CertificateAuthority } from '../../src/identity/ca.ts';
+import type { Svid } from '../../src/identity/svid.ts';
+import { issueSvid, newCa } from '../support/certs.ts';
+import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
+
+/**
+ * TCP through the sidecar: a `tcp` port decided on L4 fields at connection time (principals, ports), then piped; a
+ * denial closes the connection before any byte reaches the app. A port without a declared protocol is detected:
+ * HTTP goes through HTTP authorization, anything else is TCP.
+ */
+
+const HOST = loopbackAddress();
+let dir: string;
+let ca: CertificateAuthority;
+let sleep: Svid;
+let other: Svid;
+let echo: net.Server;
+let proxy: RunningProxy;
+let echoed = 0;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'rampart-tcp-'));
+  ca = await newCa();
+  await writeCaDir(join(dir, 'ca'), ca.material, false);
+  sleep = await issueSvid(ca, 'default', 'sleep');
+  other = await issueSvid(ca, 'default', 'other');
+  echo = net.createServer((s) => {
+    s.on('data', (c: Buffer) => {
+      echoed += c.length;
+      // An HTTP request gets an HTTP answer, anything else its bytes back.
+      if (c.toString('latin1').startsWith('GET ')) s.end('HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nhttp');
+      else s.write(c);
+    });
+    s.on('error', () => undefined);
+  });
+  echo.listen(0, '127.0.0.1');
+  await once(echo, 'listening');
+  const appPort = (echo.address() as net.AddressInfo).port;
+  await mkdir(join(dir, 'policies'));
+  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: tcp-from-sleep, namespace: default}
+spec:
+  selector: {matchLabels: {app: echo}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]
+    to: [{operation: {ports: ["9000", "9100"]}}]
+`);
+  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+- name: echo
+  serviceAccount: echo
+  labels: {app: echo}
+  address: ${HOST}
+  ports:
+  - {name: tcp-echo, port: 9000, targetPort: ${appPort}}
+  - {name: unnamed, port: 9100, targetPort: ${appPort}}
+`);
+  proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/echo', '--ca', join(dir, 'ca')]);
+});
+
+after(async () => {
+  await proxy?.stop();
+  echo?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Connects with an SVID, writes, and collects what comes back until the connection closes or 1.5 s pass. */
+async function exchange(svid: Svid, port: number, text: string): Promise<{ got: string; closed: boolean }> {
+  const s = tls.connect({ host: HOST, port, key: svid.keyPem, cert: svid.chainPem, ca: ca.trustBundle.pem, checkServerIdentity: () => undefined });
+  s.on('error', () => undefined);
+  await once(s, 'secureConnect');
+  s.write(text);
+  let got = '';
+  s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+  const closed = await Promise.race([once(s, 'close').then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1_500))]);
+  s.destroy();
+  return { got, closed };
+}
+
+test('a tcp port: the allowed principal gets its bytes echoed; another is closed before any byte reaches the app', async () => {
+  const ok = await exchange(sleep, 9000, 'ping over tcp');
+  assert.equal(ok.got, 'ping over tcp');
+  const before = echoed;
+  const denied = await exchange(other, 9000, 'should not arrive');
+  assert.equal(denied.got, '');
+  assert.ok(denied.closed, 'closed by the sidecar');
+  assert.equal(echoed, before, 'nothing reached the app');
+  const log = await proxy.waitFor('tcp deny log', (l) => l['kind'] === 'tcp' && l['decision'] === 'DENY');
+  assert.equal(log['sourcePrincipal'], 'spiffe://cluster.local/ns/default/sa/other');
+  await proxy.waitFor('tcp allow log', (l) => l['kind'] === 'tcp' && l['decision'] === 'ALLOW' && (l['bytesReceived'] as number) === 13);
+});
+
+test('a port without a protocol: HTTP is detected and authorized per request, other bytes are TCP', async () => {
+  const http = await exchange(sleep, 9100, 'GET / HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n');
+  assert.match(http.got, /^HTTP\/1\.1 200 /);
+  await proxy.waitFor('detected http', (l) => l['kind'] === 'http' && l['port'] === 9100 && l['decision'] === 'ALLOW');
+  const raw = await exchange(sleep, 9100, '\x00\x01binary');
+  assert.equal(raw.got, '\x00\x01binary');
+  const deniedHttp = await exchange(other, 9100, 'GET / HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n');
+  assert.match(deniedHttp.got, /^HTTP\/1\.1 403 /);
+  assert.match(deniedHttp.got, /RBAC: access denied$/);
+});
