@@ -112,7 +112,7 @@ export function buildProgram(): Command {
     .option('--svid-ttl <duration>', 'SVID lifetime (default: the CA default, 24h)')
     .option('--host <address>', "listen address of the inbound listeners (default: the workload's address)")
     .option('--admin-port <port>', 'admin endpoint on 127.0.0.1: /ready, /metrics, /config, /certs (0: any free port)')
-    .option('--debug-headers', 'name the deciding layer and policy in denial responses (off: never tell callers)')
+    .option('--debug-headers', 'denials name request id, deciding layer and policy (as debugHeaders: true in the mesh file; off by default)')
     .option('--outbound-port <port>', "the app's HTTP proxy on 127.0.0.1 (HTTP_PROXY; absolute-form and CONNECT; 0: any free port)")
     .option('--upstream <local=host:port...>', 'a local port on 127.0.0.1 forwarding to a service, e.g. 9001=reviews.bookinfo:9080')
     .option('--idle-timeout <duration>', 'close a connection idle this long, or silent after connecting (default 60s)')

@@ -27,6 +27,8 @@ import { xfccValue } from './xfcc.ts';
 /** What requests are decided against; replaced whole when the configuration changes. */
 export interface InboundState {
   readonly version: string;
+  /** The mesh file's debugHeaders (or the command line's). */
+  readonly debugHeaders: boolean;
   readonly engine: PolicyEngine;
   readonly policy: WorkloadPolicy;
   readonly jwt: JwtAuthenticator | undefined;
@@ -106,8 +108,6 @@ export interface InboundOptions {
   readonly state: () => InboundState;
   readonly tls: () => TlsState | undefined;
   readonly onAccess: (entry: AccessEntry) => void;
-  /** Add x-rampart-request-id / x-rampart-policy to denials (off by default: policy names stay private). */
-  readonly debugHeaders?: boolean;
   readonly limits?: Partial<InboundLimits>;
   /** How to reach an external authorizer (the sidecar's outbound: mTLS in the mesh, the outbound policy outside). */
   readonly connect?: (host: string, port: number) => Promise<Duplex>;
@@ -447,7 +447,7 @@ export class InboundListener {
       ctx.flags = 'UAEX';
       this.#log(ctx, denied, answer.status, answer.error === undefined ? `denied by CUSTOM provider "${provider.name}" (${answer.status})` : `CUSTOM provider "${provider.name}" failed: ${answer.error}`);
       ctx.sent = Buffer.byteLength(answer.body);
-      res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), 'x-request-id': ctx.requestId }).end(answer.body);
+      res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), ...(st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId, 'x-rampart-decided-by': 'custom' } : {}) }).end(answer.body);
       if (!req.complete) res.once('finish', () => req.socket.destroySoon());
     });
   }
@@ -479,9 +479,10 @@ export class InboundListener {
         return;
       }
       const body = d.decidedBy === 'jwt' ? jwtBody(d.reason) : d.status === 403 ? 'RBAC: access denied' : d.reason;
-      const h: Record<string, string> = { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)), 'x-request-id': requestId };
+      const h: Record<string, string> = { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) };
       if (d.status === 401) h['www-authenticate'] = `Bearer realm="http://${headers.host ?? ''}${prepared.http?.path ?? '/'}", error="invalid_token"`;
-      if (this.#o.debugHeaders === true) {
+      if (st.debugHeaders) {
+        h['x-rampart-request-id'] = requestId;
         h['x-rampart-decided-by'] = d.decidedBy;
         if (d.policy !== null) h['x-rampart-policy'] = `${d.policy}${d.rule === null ? '' : ` rule ${d.rule}`}`;
       }
@@ -527,7 +528,7 @@ export class InboundListener {
       ctx.flags = 'UF';
       const body = `upstream connect error or disconnect/reset before headers. reset reason: ${err.code === 'ECONNREFUSED' ? 'connection failure' : (err.code ?? 'unknown')}`;
       ctx.sent = Buffer.byteLength(body);
-      res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(ctx.sent), 'x-request-id': requestId }).end(body);
+      res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(ctx.sent), ...(st.debugHeaders ? { 'x-rampart-request-id': requestId } : {}) }).end(body);
       this.#log(ctx, d, 503);
     });
     res.once('close', () => {

@@ -149,7 +149,6 @@ export class Sidecar {
         tls: () => this.#tls,
         onAccess: (e) => this.#onAccess(e),
         connect: async (h, p) => (await outbound.connect(h, p)).socket,
-        ...(this.#o.debugHeaders === undefined ? {} : { debugHeaders: this.#o.debugHeaders }),
         ...(this.#o.limits === undefined ? {} : { limits: this.#o.limits }),
       });
       await l.listen();
@@ -215,7 +214,8 @@ export class Sidecar {
     const registry = await KeyRegistry.create(policy.requestAuthentications, { background: true, onEvent: this.#jwks.onEvent });
     const jwt = policy.jwtRules.length === 0 ? undefined : new JwtAuthenticator({ keysFor: (ref) => registry.keysFor(ref), onUnknownKid: (ref) => registry.unknownKid(ref) });
     this.#version++;
-    return { state: { version: String(this.#version), engine, policy, jwt }, registry, mesh: parsedMesh.mesh, resources: loaded.resources.length };
+    const debugHeaders = this.#o.debugHeaders ?? parsedMesh.mesh.debugHeaders;
+    return { state: { version: String(this.#version), debugHeaders, engine, policy, jwt }, registry, mesh: parsedMesh.mesh, resources: loaded.resources.length };
   }
 
   #watch(): void {

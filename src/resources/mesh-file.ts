@@ -1,4 +1,4 @@
-import { decodeEnum, decodeList, decodeObject, decodeString, decodeStringMap, isPlainObject, type Path } from './decode.ts';
+import { decodeBoolean, decodeEnum, decodeList, decodeObject, decodeString, decodeStringMap, isPlainObject, type Path } from './decode.ts';
 import type { Diagnostic } from './diagnostic.ts';
 import { DEFAULT_MESH, decodeMesh, type MeshSettings } from './mesh-config.ts';
 import { Reporter } from './report.ts';
@@ -64,6 +64,11 @@ export interface MeshService {
 
 export interface MeshFile {
   readonly mesh: MeshSettings;
+  /**
+   * Denial responses name the request id, the deciding layer and the policy (`x-rampart-*` headers). Off by
+   * default: callers never learn policy names unless the mesh says so. Not an Istio field.
+   */
+  readonly debugHeaders: boolean;
   readonly workloads: readonly MeshWorkload[];
   readonly services: readonly MeshService[];
 }
@@ -135,11 +140,11 @@ function decodePorts<T>(r: Reporter, value: unknown, path: Path, make: (p: { nam
 export function parseMeshFile(text: string, file: string): { mesh: MeshFile; diagnostics: Diagnostic[] } {
   const parsed = parseDocuments(text, file);
   const diagnostics = [...parsed.diagnostics];
-  const empty: MeshFile = { mesh: DEFAULT_MESH, workloads: [], services: [] };
+  const empty: MeshFile = { mesh: DEFAULT_MESH, debugHeaders: false, workloads: [], services: [] };
   const doc = parsed.documents[0];
   if (doc === undefined) return { mesh: empty, diagnostics };
   const r = new Reporter(doc);
-  const top = decodeObject(r, doc.value, [], ['meshConfig', 'workloads', 'services']);
+  const top = decodeObject(r, doc.value, [], ['meshConfig', 'debugHeaders', 'workloads', 'services']);
   if (top === undefined) {
     if (!isPlainObject(doc.value)) r.error([], 'ERR_FIELD_TYPE', 'a mesh file is a mapping with meshConfig, workloads and services');
     return { mesh: empty, diagnostics: [...diagnostics, ...r.diagnostics] };
@@ -189,7 +194,8 @@ export function parseMeshFile(text: string, file: string): { mesh: MeshFile; dia
     if (r.errorCount > before || name === undefined || namespace === undefined || selector === undefined) return;
     services.push({ name, namespace, selector, ports });
   });
-  return { mesh: { mesh: settings, workloads, services }, diagnostics: [...diagnostics, ...meshReporter.diagnostics.map(underMeshConfig), ...r.diagnostics] };
+  const debugHeaders = decodeBoolean(r, top['debugHeaders'], ['debugHeaders']) ?? false;
+  return { mesh: { mesh: settings, debugHeaders, workloads, services }, diagnostics: [...diagnostics, ...meshReporter.diagnostics.map(underMeshConfig), ...r.diagnostics] };
 }
 
 /** The MeshConfig decoder names fields from its own top; here they sit under `meshConfig`. */

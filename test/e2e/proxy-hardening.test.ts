@@ -51,7 +51,8 @@ spec:
   # A repeated header is matched as Envoy joins it: "a,b", no space.
   - when: [{key: "request.headers[x-team]", values: ["a,b"]}]
 `);
-  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+  await writeFile(join(dir, 'mesh.yaml'), `debugHeaders: true
+workloads:
 - name: httpbin
   labels: {app: httpbin}
   address: ${HOST}
@@ -109,6 +110,10 @@ for (const row of smuggling) {
 test('a repeated header is decided on as Envoy joins it ("a,b")', async () => {
   const two = await raw('GET /x HTTP/1.1\r\nHost: h\r\nX-Team: a\r\nX-Team: b\r\nConnection: close\r\n\r\n');
   assert.match(two.text, /^HTTP\/1\.1 403 /);
+  // This mesh enables debug headers: the denial names its request id, layer, policy and rule.
+  assert.match(two.text, /\r\nx-rampart-policy: default\/deny-admin rule 1\r\n/i);
+  assert.match(two.text, /\r\nx-rampart-decided-by: deny\r\n/i);
+  assert.match(two.text, /\r\nx-rampart-request-id: [0-9a-f-]{36}\r\n/i);
   const one = await raw('GET /x HTTP/1.1\r\nHost: h\r\nX-Team: a, b\r\nConnection: close\r\n\r\n');
   assert.match(one.text, /^HTTP\/1\.1 200 /, 'one header "a, b" is not "a,b"');
 });

@@ -218,6 +218,8 @@ test('mTLS from another service account: 403 RBAC without a token, 200 with a va
   assert.equal(denied.status, 403);
   assert.equal(denied.body, 'RBAC: access denied');
   assert.equal(denied.headers['x-rampart-policy'], undefined, 'no policy names for callers by default');
+  assert.equal(denied.headers['x-rampart-request-id'], undefined);
+  assert.equal(denied.headers['x-request-id'], undefined);
 
   const ok = await mtls(otherSvid, '/headers', { authorization: `Bearer ${await token()}` });
   assert.equal(ok.status, 200, ok.body);
