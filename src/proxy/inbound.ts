@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import tls, { TLSSocket, type TlsOptions } from 'node:tls';
 import { decodeJwt } from 'jose';
@@ -147,10 +148,49 @@ function peek(stream: Duplex, timeoutMs: number): Promise<Buffer | null> {
     stream.once('end', onEnd);
     stream.once('close', onEnd);
     stream.once('error', onEnd);
+    // A stream paused by an earlier peek stays paused when a 'data' listener is added: let it flow again.
+    stream.resume();
   });
 }
 
-const HTTP_START = /^(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PRI) /;
+const HTTP_START = /^(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
+/** The HTTP/2 connection preface's first bytes (prior knowledge h2c, or h2 inside the sidecars' mTLS). */
+const H2_PREFACE = 'PRI * HTTP/2.0';
+
+/** gRPC status for a local reply's HTTP status, as Envoy maps them (grpc's http-grpc-status-mapping). */
+function grpcStatusOf(status: number): number {
+  if (status === 401) return 16;
+  if (status === 403) return 7;
+  if (status === 404) return 12;
+  if (status === 400 || status === 431) return 13;
+  if (status === 429 || status === 502 || status === 503 || status === 504) return 14;
+  return 2;
+}
+
+/** A request from node:http, or from node:http2's compatibility API (which has no headersDistinct or rawHeaders). */
+type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+function isH2(req: AnyRequest): req is http2.Http2ServerRequest {
+  return 'stream' in req;
+}
+
+/** Each header as the list of its values, without HTTP/2 pseudo-headers. */
+function distinctHeaders(req: AnyRequest): Record<string, string[]> {
+  if (!isH2(req)) return req.headersDistinct as Record<string, string[]>;
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (k.startsWith(':') || v === undefined) continue;
+    out[k] = Array.isArray(v) ? v : [v];
+  }
+  return out;
+}
+
+function authorityOf(req: AnyRequest): string | undefined {
+  const h = req.headers;
+  const a = isH2(req) ? (h[':authority'] as string | undefined) ?? h.host : h.host;
+  return a === undefined ? undefined : String(a);
+}
 
 export class InboundListener {
   readonly #o: InboundOptions;
@@ -163,6 +203,12 @@ export class InboundListener {
   /** Terminates mTLS for connections handed to it; its context follows the TLS state (rotation). */
   #tlsServer: tls.Server | undefined;
   #tlsFor: TlsState | undefined;
+  /** HTTP/2 downstream (h2c by prior knowledge, in or out of mTLS). */
+  readonly #h2: http2.Http2Server;
+  /** The connection being handed to #h2 (its 'session' event fires synchronously inside the hand-over). */
+  #h2Next: ConnInfo | undefined;
+  /** One multiplexed h2c session to the app, for http2 and grpc ports. */
+  #h2Up: http2.ClientHttp2Session | undefined;
 
   constructor(options: InboundOptions) {
     this.#o = options;
@@ -183,6 +229,13 @@ export class InboundListener {
     // for: count them here instead and refuse the request (431).
     this.#http.maxHeadersCount = 0;
     this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket));
+    this.#h2 = http2.createServer({ settings: { maxHeaderListSize: this.#limits.maxHeaderBytes } });
+    this.#h2.on('session', (session: http2.ServerHttp2Session) => {
+      if (this.#h2Next !== undefined) this.#conns.set(session, this.#h2Next);
+      session.setTimeout(this.#limits.idleTimeoutMs, () => session.close());
+      session.on('error', () => session.destroy());
+    });
+    this.#h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => this.#onRequest(req, res));
     this.#server = net.createServer({ noDelay: true }, (socket) => void this.#onConnection(socket));
     this.#server.maxConnections = this.#limits.maxConnections;
   }
@@ -286,19 +339,36 @@ export class InboundListener {
     void this.#dispatch(t, start);
   }
 
-  /** HTTP or TCP by the port's protocol, or by the first bytes when it is not declared. */
+  /**
+   * HTTP or TCP by the port's protocol, or by the first bytes when it is not declared; an HTTP connection is HTTP/2
+   * when it opens with the HTTP/2 preface (Envoy's inbound codec is AUTO too), HTTP/1.1 otherwise.
+   */
   async #dispatch(stream: Duplex, start: number): Promise<void> {
     let protocol = this.#o.port.protocol;
-    if (protocol === 'DETECT') {
+    let h2 = false;
+    if (protocol !== 'TCP') {
       const first = await peek(stream, this.#limits.idleTimeoutMs);
       if (first === null) {
         stream.destroy();
         return;
       }
-      protocol = HTTP_START.test(first.subarray(0, 8).toString('latin1')) ? 'HTTP' : 'TCP';
+      const head = first.subarray(0, 14).toString('latin1');
+      h2 = H2_PREFACE.startsWith(head) || head.startsWith(H2_PREFACE);
+      if (protocol === 'DETECT') protocol = h2 || HTTP_START.test(head) ? 'HTTP' : 'TCP';
     }
     if (protocol === 'TCP') this.#tcp(stream, start);
-    else {
+    else if (h2) {
+      // Not resumed: node:http2 reads the peeked bytes still buffered in the stream itself (stream.read()).
+      // node:http2 falls back to HTTP/1.1 when a TLS socket's ALPN was not h2. The sidecars' mTLS is a transport
+      // that may carry either, chosen by the preface just read, so the socket is marked as what it carries.
+      if (stream instanceof TLSSocket && stream.alpnProtocol !== 'h2') (stream as { alpnProtocol: string | false | null }).alpnProtocol = 'h2';
+      this.#h2Next = this.#conns.get(stream);
+      try {
+        this.#h2.emit('connection', stream);
+      } finally {
+        this.#h2Next = undefined;
+      }
+    } else {
       stream.resume();
       this.#http.emit('connection', stream);
     }
@@ -387,32 +457,45 @@ export class InboundListener {
     });
   }
 
-  #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  #infoOf(req: AnyRequest): ConnInfo {
+    const info = isH2(req) ? this.#conns.get(req.stream.session as object) : this.#conns.get(req.socket);
+    return info ?? { peer: undefined, peerCertDer: undefined, mtls: false, sourceIp: req.socket.remoteAddress, localIp: req.socket.localAddress };
+  }
+
+  /** Closes an HTTP/1.1 connection once the response is out (an unread body must not become the next request). */
+  #closeAfter(req: AnyRequest, res: AnyResponse): void {
+    if (isH2(req) || req.complete) return;
+    res.once('finish', () => req.socket.destroySoon());
+  }
+
+  #onRequest(req: AnyRequest, res: AnyResponse): void {
     const start = Date.now();
-    if (req.rawHeaders.length / 2 > this.#limits.maxHeaders) {
+    const headerCount = isH2(req) ? Object.keys(req.headers).filter((k) => !k.startsWith(':')).length : req.rawHeaders.length / 2;
+    if (headerCount > this.#limits.maxHeaders) {
       const body = 'Request Header Fields Too Large';
-      res.writeHead(431, { 'content-type': 'text/plain', 'content-length': String(body.length), connection: 'close' }).end(body);
-      res.once('finish', () => req.socket.destroySoon());
-      const info = this.#conns.get(req.socket);
+      res.writeHead(431, { 'content-type': 'text/plain', 'content-length': String(body.length), ...(isH2(req) ? {} : { connection: 'close' }) }).end(body);
+      if (!isH2(req)) res.once('finish', () => req.socket.destroySoon());
+      const info = this.#infoOf(req);
       this.#o.onAccess({
         kind: 'http', start, durationMs: 0, port: this.#o.port.port, sourceIp: info?.sourceIp, sourcePrincipal: info?.peer, mtls: info?.mtls ?? false,
-        method: req.method ?? 'GET', authority: req.headers.host ?? '', path: req.url ?? '/', status: 431, responseFlags: 'DPE', bytesReceived: 0, bytesSent: body.length,
+        method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', status: 431, responseFlags: 'DPE', bytesReceived: 0, bytesSent: body.length,
         requestPrincipal: undefined, decision: 'DENY', decidedBy: 'connection', policy: null, rule: null,
-        reason: `${req.rawHeaders.length / 2} headers (at most ${this.#limits.maxHeaders})`, requestId: undefined, configVersion: this.#o.state().version,
+        reason: `${headerCount} headers (at most ${this.#limits.maxHeaders})`, requestId: undefined, configVersion: this.#o.state().version,
       });
       return;
     }
-    const info = this.#conns.get(req.socket) ?? { peer: undefined, peerCertDer: undefined, mtls: false, sourceIp: req.socket.remoteAddress, localIp: req.socket.localAddress };
+    const info = this.#infoOf(req);
     const st = this.#o.state();
     const headers = req.headers;
     const requestId = typeof headers['x-request-id'] === 'string' && headers['x-request-id'] !== '' ? headers['x-request-id'] : randomUUID();
+    const authority = authorityOf(req);
     const check = this.#checkRequest(info, {
       method: req.method ?? 'GET',
-      ...(headers.host === undefined ? {} : { host: headers.host }),
+      ...(authority === undefined ? {} : { host: authority }),
       path: req.url ?? '/',
       // Each repeated header as its list, so that the engine joins them with "," as Envoy does (Node's
       // req.headers joins most with ", ").
-      headers: req.headersDistinct as Record<string, string[]>,
+      headers: distinctHeaders(req),
     });
     const prepared = st.engine.prepare(check);
     const opts = st.jwt === undefined ? {} : { jwtVerifier: st.jwt };
@@ -434,7 +517,7 @@ export class InboundListener {
     const path = prepared.http === undefined ? req.url ?? '/' : prepared.http.path + prepared.http.query;
     const connect = this.#o.connect;
     req.pause();
-    void checkExtAuthzHttp(cfg, { method: req.method ?? 'GET', path, headers }, connect).then((answer) => {
+    void checkExtAuthzHttp(cfg, { method: req.method ?? 'GET', path, headers: isH2(req) && authority !== undefined ? { ...headers, host: authority } : headers }, connect).then((answer) => {
       if (answer.allow) {
         this.#finish(ctx, st.policy.decide(prepared, { ...opts, extAuthz: 'allow' }), answer.upstreamHeaders, answer.downstreamHeaders);
         return;
@@ -447,8 +530,10 @@ export class InboundListener {
       ctx.flags = 'UAEX';
       this.#log(ctx, denied, answer.status, answer.error === undefined ? `denied by CUSTOM provider "${provider.name}" (${answer.status})` : `CUSTOM provider "${provider.name}" failed: ${answer.error}`);
       ctx.sent = Buffer.byteLength(answer.body);
-      res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), ...(st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId, 'x-rampart-decided-by': 'custom' } : {}) }).end(answer.body);
-      if (!req.complete) res.once('finish', () => req.socket.destroySoon());
+      const extra: Record<string, string> = st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId, 'x-rampart-decided-by': 'custom' } : {};
+      if (isGrpc(req)) this.#grpcReply(res, answer.status, answer.body || `denied by CUSTOM provider "${provider.name}"`, extra);
+      else res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), ...extra }).end(answer.body);
+      this.#closeAfter(req, res);
     });
   }
 
@@ -456,7 +541,7 @@ export class InboundListener {
     const { req, info, st } = ctx;
     this.#o.onAccess({
       kind: 'http', start: ctx.start, durationMs: Date.now() - ctx.start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
-      method: req.method ?? 'GET', authority: req.headers.host ?? '', path: req.url ?? '/', status, responseFlags: ctx.flags, bytesReceived: ctx.received, bytesSent: ctx.sent,
+      method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', status, responseFlags: ctx.flags, bytesReceived: ctx.received, bytesSent: ctx.sent,
       requestPrincipal: ctx.principal, decision: d.decision, decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason, requestId: ctx.requestId, configVersion: st.version,
     });
   }
@@ -475,27 +560,31 @@ export class InboundListener {
       if (d.status === null) {
         // The mode changed to STRICT under an open plaintext connection: refuse as a new one would be.
         this.#log(ctx, d, undefined);
-        req.socket.destroy();
+        if (isH2(req)) req.stream.session?.destroy();
+        else req.socket.destroy();
         return;
       }
       const body = d.decidedBy === 'jwt' ? jwtBody(d.reason) : d.status === 403 ? 'RBAC: access denied' : d.reason;
       const h: Record<string, string> = { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) };
-      if (d.status === 401) h['www-authenticate'] = `Bearer realm="http://${headers.host ?? ''}${prepared.http?.path ?? '/'}", error="invalid_token"`;
+      if (d.status === 401) h['www-authenticate'] = `Bearer realm="http://${authorityOf(req) ?? ''}${prepared.http?.path ?? '/'}", error="invalid_token"`;
       if (st.debugHeaders) {
         h['x-rampart-request-id'] = requestId;
         h['x-rampart-decided-by'] = d.decidedBy;
         if (d.policy !== null) h['x-rampart-policy'] = `${d.policy}${d.rule === null ? '' : ` rule ${d.rule}`}`;
       }
       ctx.sent = Buffer.byteLength(body);
-      res.writeHead(d.status, h).end(body);
-      // The request body is not read: the connection closes rather than carry an unread body into the next request.
-      if (!req.complete) res.once('finish', () => req.socket.destroySoon());
+      if (isGrpc(req)) {
+        // gRPC clients read the status from trailers: a local reply is HTTP 200 with grpc-status, as Envoy sends it.
+        const { 'content-type': _ct, 'content-length': _cl, ...rest } = h;
+        this.#grpcReply(res, d.status, body, rest);
+      } else res.writeHead(d.status, h).end(body);
+      this.#closeAfter(req, res);
       this.#log(ctx, d, d.status);
       return;
     }
 
     const out: http.OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+    for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && !k.startsWith(':') && v !== undefined) out[k] = v;
     if (found.length > 0) {
       const edits = forwardingEdits(found, payloads);
       for (const h of edits.removeHeaders) delete out[h];
@@ -508,6 +597,12 @@ export class InboundListener {
     out['x-forwarded-proto'] = info.mtls ? 'https' : 'http';
     out['x-request-id'] = requestId;
     const path = prepared.http === undefined ? req.url ?? '/' : prepared.http.path + prepared.http.query;
+    const p = this.#o.port.protocol;
+    if (p === 'HTTP2' || p === 'GRPC' || (p === 'DETECT' && isH2(req))) {
+      this.#forwardH2(ctx, d, out, path, downstreamExtra);
+      return;
+    }
+    if (isH2(req) && authorityOf(req) !== undefined) out['host'] = authorityOf(req);
     const up = http.request({ host: '127.0.0.1', port: this.#o.port.targetPort, method: req.method, path, headers: out, agent: this.#agent });
     up.on('response', (ur) => {
       const rh: http.OutgoingHttpHeaders = { ...downstreamExtra };
@@ -540,11 +635,82 @@ export class InboundListener {
     req.pipe(up);
     req.resume();
   }
+
+  #grpcReply(res: AnyResponse, status: number, message: string, extra: Readonly<Record<string, string>>): void {
+    res.writeHead(200, { ...extra, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatusOf(status)), 'grpc-message': encodeURIComponent(message) }).end();
+  }
+
+  #h2Session(): http2.ClientHttp2Session {
+    const cur = this.#h2Up;
+    if (cur !== undefined && !cur.closed && !cur.destroyed) return cur;
+    const s = http2.connect(`http://127.0.0.1:${this.#o.port.targetPort}`);
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      if (this.#h2Up === s) this.#h2Up = undefined;
+    });
+    s.unref();
+    this.#h2Up = s;
+    return s;
+  }
+
+  /** http2 and grpc ports: the request goes to the app over one multiplexed h2c session, trailers included. */
+  #forwardH2(ctx: RequestContext, d: Decision, out: http.OutgoingHttpHeaders, path: string, downstreamExtra: Readonly<Record<string, string>>): void {
+    const { req, res } = ctx;
+    const { host, ...rest } = out;
+    const te = req.headers['te'];
+    const up = this.#h2Session().request({
+      ...rest,
+      ':method': req.method ?? 'GET', ':path': path, ':scheme': 'http', ':authority': authorityOf(req) ?? String(host ?? 'localhost'),
+      // gRPC needs "te: trailers"; any other te is hop-by-hop.
+      ...(te === 'trailers' ? { te: 'trailers' } : {}),
+    });
+    up.on('response', (rh) => {
+      const status = Number(rh[':status'] ?? 502);
+      const copy: http.OutgoingHttpHeaders = { ...downstreamExtra };
+      for (const [k, v] of Object.entries(rh)) if (!k.startsWith(':') && !HOP_BY_HOP.has(k) && v !== undefined) copy[k] = v;
+      res.writeHead(status, copy);
+      up.on('data', (c: Buffer) => (ctx.sent += c.length));
+      up.pipe(res as NodeJS.WritableStream);
+      res.once('finish', () => this.#log(ctx, d, status));
+    });
+    up.on('trailers', (t) => {
+      const copy: Record<string, string> = {};
+      for (const [k, v] of Object.entries(t)) if (!k.startsWith(':') && v !== undefined) copy[k] = Array.isArray(v) ? v.join(',') : String(v);
+      res.addTrailers(copy);
+    });
+    up.on('error', () => {
+      if (res.headersSent) {
+        ctx.flags = 'UR';
+        res.destroy();
+        this.#log(ctx, d, res.statusCode);
+        return;
+      }
+      ctx.flags = 'UF';
+      const body = 'upstream connect error or disconnect/reset before headers. reset reason: connection failure';
+      ctx.sent = Buffer.byteLength(body);
+      if (isGrpc(req)) this.#grpcReply(res, 503, body, {});
+      else res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(ctx.sent) }).end(body);
+      this.#log(ctx, d, 503);
+    });
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        ctx.flags = 'DC';
+        up.close(http2.constants.NGHTTP2_CANCEL);
+      }
+    });
+    req.pipe(up);
+    req.resume();
+  }
+}
+
+function isGrpc(req: AnyRequest): boolean {
+  const ct = req.headers['content-type'];
+  return typeof ct === 'string' && ct.startsWith('application/grpc');
 }
 
 interface RequestContext {
-  readonly req: http.IncomingMessage;
-  readonly res: http.ServerResponse;
+  readonly req: AnyRequest;
+  readonly res: AnyResponse;
   readonly start: number;
   readonly info: ConnInfo;
   readonly st: InboundState;
