@@ -1,6 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { MeshWorkload } from '../resources/mesh-file.ts';
 import type { AccessEntry } from './inbound.ts';
+import type { OutboundEntry } from './outbound.ts';
 
 /**
  * The sidecar's Prometheus series: Istio's standard metrics with their names and the labels Rampart knows
@@ -25,7 +26,11 @@ export class ProxyMetrics {
    */
   readonly #httpChildren = new Map<string, { requests: { inc(): void }; duration: { observe(v: number): void }; decisions: { inc(): void } }>();
 
-  constructor(workload: MeshWorkload, ownPrincipal: string) {
+  /** The mesh's trust domain, for the destination principal of outbound traffic. */
+  readonly #trustDomain: string;
+
+  constructor(workload: MeshWorkload, ownPrincipal: string, trustDomain: string) {
+    this.#trustDomain = trustDomain;
     this.#workload = workload;
     this.#ownPrincipal = ownPrincipal;
     const registers = [this.registry];
@@ -82,5 +87,28 @@ export class ProxyMetrics {
     c.requests.inc();
     c.duration.observe(e.durationMs);
     c.decisions.inc();
+  }
+
+  /** Outbound traffic, as Istio's client sidecars report it (reporter="source"). */
+  recordOutbound(e: OutboundEntry): void {
+    const sa = e.destinationServiceAccount;
+    const labels = {
+      reporter: 'source',
+      source_principal: this.#ownPrincipal,
+      destination_workload: e.destinationWorkload ?? 'unknown',
+      destination_workload_namespace: e.destinationNamespace ?? 'unknown',
+      destination_principal: sa === undefined || !e.mtls ? 'unknown' : `spiffe://${this.#trustDomain}/ns/${sa.split('/')[0]}/sa/${sa.split('/')[1]}`,
+      connection_security_policy: e.mtls ? 'mutual_tls' : 'none',
+    };
+    if (e.via === 'http-proxy') {
+      const code = String(e.status ?? 0);
+      this.#requests.inc({ ...labels, request_protocol: 'http', response_code: code, response_flags: e.error === undefined ? '-' : 'UF' });
+      this.#duration.observe({ ...labels, request_protocol: 'http', response_code: code }, e.durationMs);
+      return;
+    }
+    this.#tcpOpened.inc(labels);
+    this.#tcpClosed.inc(labels);
+    this.#tcpSent.inc(labels, e.bytesSent);
+    this.#tcpReceived.inc(labels, e.bytesReceived);
   }
 }

@@ -41,6 +41,13 @@ export interface OutboundEntry {
   readonly cluster: string | undefined;
   readonly endpoint: string | undefined;
   readonly mtls: boolean;
+  /** The endpoint's workload, when the destination is in the registry. */
+  readonly destinationWorkload: string | undefined;
+  readonly destinationNamespace: string | undefined;
+  /** The service account the server proved (secure naming), `namespace/serviceAccount`. */
+  readonly destinationServiceAccount: string | undefined;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
   readonly method?: string;
   readonly path?: string;
   readonly status: number | undefined;
@@ -163,11 +170,15 @@ export class OutboundProxy {
     });
   }
 
-  #log(via: OutboundEntry['via'], start: number, destination: string, c: Connected | undefined, status: number | undefined, error: string | undefined, extra: { method?: string; path?: string } = {}): void {
+  #log(via: OutboundEntry['via'], start: number, destination: string, c: Connected | undefined, status: number | undefined, error: string | undefined,
+    extra: { method?: string; path?: string } = {}, bytes: { sent: number; received: number } = { sent: 0, received: 0 }): void {
+    const w = c?.endpoint?.workload;
     this.#o.onLog({
       kind: 'outbound', via, time: new Date(start).toISOString(), durationMs: Date.now() - start, destination,
       cluster: c?.dest?.clusterName, endpoint: c?.endpoint === undefined ? undefined : `${c.endpoint.address}:${c.endpoint.port}`,
-      mtls: c?.mtls ?? false, status, error, ...extra,
+      mtls: c?.mtls ?? false, destinationWorkload: w?.name, destinationNamespace: w?.namespace,
+      destinationServiceAccount: w === undefined ? undefined : `${w.namespace}/${w.serviceAccount}`,
+      bytesSent: bytes.sent, bytesReceived: bytes.received, status, error, ...extra,
     });
   }
 
@@ -183,7 +194,8 @@ export class OutboundProxy {
       local.destroy();
       return;
     }
-    pipeBoth(local, c.socket, () => this.#log('upstream', start, `${u.host}:${u.port}`, c, undefined, undefined));
+    const bytes = countBytes(local, c.socket);
+    pipeBoth(local, c.socket, () => this.#log('upstream', start, `${u.host}:${u.port}`, c, undefined, undefined, {}, bytes));
     local.resume();
   }
 
@@ -203,7 +215,8 @@ export class OutboundProxy {
     }
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) c.socket.write(head);
-    pipeBoth(client, c.socket, () => this.#log('connect', start, target, c, 200, undefined));
+    const bytes = countBytes(client, c.socket);
+    pipeBoth(client, c.socket, () => this.#log('connect', start, target, c, 200, undefined, {}, bytes));
   }
 
   #agentFor(dest: string, create: () => http.Agent): http.Agent {
@@ -284,6 +297,14 @@ function listenOn(server: net.Server, port: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/** Bytes from the app (sent) and to it (received), counted as they pass. */
+function countBytes(app: Duplex, upstream: Duplex): { sent: number; received: number } {
+  const bytes = { sent: 0, received: 0 };
+  app.on('data', (c: Buffer) => (bytes.sent += c.length));
+  upstream.on('data', (c: Buffer) => (bytes.received += c.length));
+  return bytes;
 }
 
 function pipeBoth(a: Duplex, b: Duplex, done: () => void): void {

@@ -104,7 +104,7 @@ export class Sidecar {
     const w = this.#workload!;
     const mesh = first.mesh.mesh;
     const identity = istioSpiffeId(mesh.trustDomain, w.namespace, w.serviceAccount);
-    this.#metrics = new ProxyMetrics(w, identity.uri);
+    this.#metrics = new ProxyMetrics(w, identity.uri, mesh.trustDomain);
     this.#jwks.watch(first.registry.sources);
     const ca = new CertificateAuthority(await readCaDir(this.#o.caDir), { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases });
     this.#certs = new CertificateManager({
@@ -137,7 +137,10 @@ export class Sidecar {
       clientTls: () => this.#clientTls,
       ...(this.#o.outboundPort === undefined ? {} : { httpProxyPort: this.#o.outboundPort }),
       upstreams: this.#o.upstreams ?? [],
-      onLog: (e) => this.#o.accessLog({ ...e, workload: `${w.namespace}/${w.name}` }),
+      onLog: (e) => {
+        this.#metrics?.recordOutbound(e);
+        this.#o.accessLog({ ...e, workload: `${w.namespace}/${w.name}` });
+      },
     });
     const outbound = this.#outbound;
     const host = this.#o.host ?? w.address;

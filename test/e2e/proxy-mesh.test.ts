@@ -93,7 +93,7 @@ before(async () => {
   const common = ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca')];
   [httpbin, sleep] = await Promise.all([
     startProxy([...common, '--workload', 'default/httpbin']),
-    startProxy([...common, '--workload', 'default/sleep', '--outbound-port', '0', '--upstream', `${upstreamPort}=httpbin.default.svc.cluster.local:8000`]),
+    startProxy([...common, '--workload', 'default/sleep', '--outbound-port', '0', '--admin-port', '0', '--upstream', `${upstreamPort}=httpbin.default.svc.cluster.local:8000`]),
   ]);
   outboundPort = (sleep.ready['outbound'] as Record<string, number>)['http-proxy']!;
 });
@@ -156,6 +156,13 @@ test('through a local upstream port and through CONNECT, the same mTLS path', as
   for await (const c of tunnel) raw += (c as Buffer).toString('utf8');
   assert.match(raw, /^HTTP\/1\.1 200/);
   assert.match(raw, /"path":"\/through-connect"/);
+});
+
+test("sleep's sidecar reports its outbound traffic with Istio's labels (reporter=\"source\")", async () => {
+  const metrics = await (await fetch(`http://127.0.0.1:${sleep.ready['admin'] as number}/metrics`)).text();
+  assert.match(metrics, /istio_requests_total\{reporter="source",source_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/sleep",destination_workload="httpbin",destination_workload_namespace="default",destination_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/httpbin",connection_security_policy="mutual_tls",request_protocol="http",response_code="200",response_flags="-"\} [1-9]/);
+  assert.match(metrics, /istio_tcp_connections_opened_total\{reporter="source",[^}]*destination_workload="httpbin"[^}]*connection_security_policy="mutual_tls"\} [1-9]/);
+  assert.match(metrics, /istio_tcp_sent_bytes_total\{reporter="source",[^}]*\} [1-9]/);
 });
 
 test('secure naming: a server that proves another service account than the registry lists is refused (503), nothing reaches the app', async () => {
