@@ -22,6 +22,8 @@ export interface ProxyOptions {
   readonly maxHeaderBytes?: string;
   readonly maxHeaders?: string;
   readonly maxConnections?: string;
+  /** `stdout` (default) or `off`. */
+  readonly accessLog?: string;
 }
 
 /**
@@ -40,7 +42,6 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
       // Not open yet: nothing was written.
     }
   };
-  const access = log.child({ log: 'access' });
   let ttlMs: number | undefined;
   try {
     ttlMs = o.svidTtl === undefined ? undefined : parseTtl(o.svidTtl, '--svid-ttl');
@@ -65,6 +66,10 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
       return 2;
     }
     limits[key] = n;
+  }
+  if (o.accessLog !== undefined && o.accessLog !== 'stdout' && o.accessLog !== 'off') {
+    process.stderr.write(`rampart proxy: --access-log takes stdout or off, not ${o.accessLog}\n`);
+    return 2;
   }
   const adminPort = o.adminPort === undefined ? undefined : Number(o.adminPort);
   if (adminPort !== undefined && (!Number.isInteger(adminPort) || adminPort < 0 || adminPort > 65535)) {
@@ -98,7 +103,11 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     ...(adminPort === undefined ? {} : { adminPort }),
     ...(o.debugHeaders === undefined ? {} : { debugHeaders: o.debugHeaders }),
     log,
-    accessLog: (e) => access.info(e),
+    accessLog: o.accessLog === 'off' ? () => undefined : (e) => {
+      // The line pino would write for access.info(e) (the entry carries its own time), built directly: pino's
+      // per-key serialization was a fifth of a sidecar's CPU per request, and an entry is a flat object.
+      out.write(`{"level":30,"log":"access",${JSON.stringify(e).slice(1)}\n`);
+    },
   });
   try {
     await sidecar.start();
