@@ -122,6 +122,8 @@ interface ConnInfo {
   readonly localIp: string | undefined;
   /** The SNI of an mTLS connection (Istio's clients send their outbound cluster name). */
   readonly sni?: string | undefined;
+  /** x-forwarded-client-cert for this connection's requests, with the sidecar ID it was made under. */
+  xfcc?: { readonly by: string; readonly value: string };
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'x-forwarded-client-cert']);
@@ -592,7 +594,10 @@ export class InboundListener {
     }
     if (upstreamExtra !== undefined) Object.assign(out, upstreamExtra);
     if (info.mtls && info.peer !== undefined && info.peerCertDer !== undefined) {
-      out['x-forwarded-client-cert'] = xfccValue(this.#o.tls()?.spiffeId ?? '', info.peerCertDer, info.peer);
+      // Hashing the peer certificate once per connection, not per request (its SVID cannot change on it).
+      const by = this.#o.tls()?.spiffeId ?? '';
+      if (info.xfcc?.by !== by) info.xfcc = { by, value: xfccValue(by, info.peerCertDer, info.peer) };
+      out['x-forwarded-client-cert'] = info.xfcc.value;
     }
     out['x-forwarded-proto'] = info.mtls ? 'https' : 'http';
     out['x-request-id'] = requestId;
