@@ -215,7 +215,8 @@ export class InboundListener {
   constructor(options: InboundOptions) {
     this.#o = options;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.#agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
+    // noDelay: without it Nagle holds the body behind the headers until the app's delayed ACK (tens of ms).
+    this.#agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo', noDelay: true } as http.AgentOptions);
     this.#http = http.createServer({
       requestTimeout: this.#limits.requestTimeoutMs,
       headersTimeout: this.#limits.headersTimeoutMs,

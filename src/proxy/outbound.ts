@@ -254,7 +254,7 @@ export class OutboundProxy {
     // proved itself to (secure naming) is the one the next request expects.
     const self = this;
     const agent = this.#agentFor(destination, () => {
-      const a = new http.Agent({ keepAlive: true, maxSockets: 64 });
+      const a = new http.Agent({ keepAlive: true, maxSockets: 64, noDelay: true } as http.AgentOptions);
       (a as http.Agent & { createConnection: unknown }).createConnection = (_opts: unknown, cb: (err: Error | null, s?: Duplex) => void): undefined => {
         self.connect(host, port).then((c) => {
           self.#connected.set(c.socket, c);
