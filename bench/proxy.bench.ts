@@ -14,11 +14,11 @@
  * requests 16 ms apart), in alternating rounds. Each proxy process's CPU seconds (from /proc) are taken around every
  * round, and its peak RSS (VmHWM) at the end. Every proxy runs as one process; the load generator, the app and the
  * proxies share the machine's cores. RAMPART_SIDECAR_NODE_FLAGS adds node flags to both sidecars, for experiments
- * (e.g. "--max-semi-space-size=2").
+ * (e.g. "--max-semi-space-size=2"); RAMPART_SIDECAR_WORKERS runs them with --workers N.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +37,8 @@ const CONNECTIONS = 16;
 const BODY_BYTES = 1024;
 const RATE_DELAY_MS = 16;
 const SIDECAR_NODE_FLAGS = (process.env['RAMPART_SIDECAR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+/** `--workers` of both sidecars (RAMPART_SIDECAR_WORKERS; 1 by default). */
+const SIDECAR_WORKERS = process.env['RAMPART_SIDECAR_WORKERS'] ?? '1';
 
 export interface ProxyBenchOptions {
   readonly quick: boolean;
@@ -97,14 +99,42 @@ function freePort(): Promise<number> {
 }
 
 const TICKS = 100;
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+/** The process and its descendants (a sidecar with --workers is a primary and its workers). */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      for (const tid of readdirSync(`/proc/${out[i]}/task`)) {
+        const kids = readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8').trim();
+        if (kids !== '') out.push(...kids.split(' ').map(Number));
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
 }
+function cpuSeconds(pid: number): number {
+  let sum = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      sum += (Number(fields[11]) + Number(fields[12])) / TICKS;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return sum;
+}
+/** Peak RSS, summed over the process tree. */
 function peakRssMB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m === null ? NaN : Number(m[1]) / 1024;
+  let sum = 0;
+  for (const p of processTree(pid)) {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+    if (m !== null) sum += Number(m[1]) / 1024;
+  }
+  return sum;
 }
 
 async function waitForFile(file: string, pattern: RegExp, timeoutMs: number): Promise<string> {
@@ -258,7 +288,7 @@ export async function benchProxy(opts: ProxyBenchOptions): Promise<ProxyResults>
 services:
 - {name: httpbin, selector: {app: httpbin}, ports: [{name: http, port: 8000}]}
 `);
-    const common = ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca')];
+    const common = ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca'), '--workers', SIDECAR_WORKERS];
     const server = spawnLogged('server-sidecar', process.execPath, [...SIDECAR_NODE_FLAGS, cli, 'proxy', ...common, '--workload', 'default/httpbin']);
     const client = spawnLogged('client-sidecar', process.execPath, [...SIDECAR_NODE_FLAGS, cli, 'proxy', ...common, '--workload', 'default/sleep', '--upstream', `${upPort}=httpbin.default:8000`]);
     await waitForFile(join(dir, 'server-sidecar.log'), /"event":"ready"/, 30_000);

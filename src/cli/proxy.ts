@@ -1,4 +1,9 @@
+import cluster, { type Worker } from 'node:cluster';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import type { EventLog } from '../telemetry/jwks.ts';
 import { RampartError } from '../errors.ts';
 import { Sidecar } from '../proxy/sidecar.ts';
 import type { Upstream } from '../proxy/outbound.ts';
@@ -24,6 +29,8 @@ export interface ProxyOptions {
   readonly maxConnections?: string;
   /** `stdout` (default) or `off`. */
   readonly accessLog?: string;
+  /** Processes sharing the listeners (node:cluster); 1 by default. */
+  readonly workers?: string;
 }
 
 /**
@@ -71,6 +78,11 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     process.stderr.write(`rampart proxy: --access-log takes stdout or off, not ${o.accessLog}\n`);
     return 2;
   }
+  const workers = o.workers === undefined ? 1 : Number(o.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+    process.stderr.write(`rampart proxy: --workers: a whole number from 1 to 64, not ${o.workers}\n`);
+    return 2;
+  }
   const adminPort = o.adminPort === undefined ? undefined : Number(o.adminPort);
   if (adminPort !== undefined && (!Number.isInteger(adminPort) || adminPort < 0 || adminPort > 65535)) {
     process.stderr.write(`rampart proxy: --admin-port: not a port: ${o.adminPort}\n`);
@@ -90,7 +102,10 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     process.stderr.write(`rampart proxy: --outbound-port: not a port: ${o.outboundPort}\n`);
     return 2;
   }
+  if (workers > 1 && cluster.isPrimary) return runPrimary(workers, adminPort, log, flush);
+  const inWorker = cluster.isWorker;
   const sidecar = new Sidecar({
+    ...(inWorker ? { readyEvent: 'worker-ready' } : {}),
     upstreams,
     limits,
     ...(outboundPort === undefined ? {} : { outboundPort }),
@@ -100,7 +115,7 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     caDir: o.ca,
     ...(ttlMs === undefined ? {} : { svidTtlMs: ttlMs }),
     ...(o.host === undefined ? {} : { host: o.host }),
-    ...(adminPort === undefined ? {} : { adminPort }),
+    ...(adminPort === undefined || inWorker ? {} : { adminPort }),
     ...(o.debugHeaders === undefined ? {} : { debugHeaders: o.debugHeaders }),
     log,
     accessLog: o.accessLog === 'off' ? () => undefined : (e) => {
@@ -117,6 +132,17 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     await sidecar.stop();
     return 2;
   }
+  if (inWorker) {
+    const registry = sidecar.metricsRegistry;
+    // Constructing one installs prom-client's listener that answers the primary's metric requests.
+    new AggregatorRegistry();
+    if (registry !== undefined) AggregatorRegistry.setRegistries([registry]);
+    process.on('message', (m: { type?: string; id?: number; path?: string }) => {
+      if (m.type !== 'admin' || m.path === undefined) return;
+      void sidecar.admin(m.path).then((r) => process.send?.({ type: 'admin-reply', id: m.id, ...r }));
+    });
+    process.send?.({ type: 'ready', info: sidecar.readyInfo });
+  }
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGINT', stop);
@@ -124,6 +150,96 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
   });
   log.info({ event: 'stopping' }, 'stopping: open connections finish');
   await sidecar.stop();
+  flush();
+  // A worker's IPC channel would keep it alive.
+  if (inWorker) process.disconnect?.();
+  return 0;
+}
+
+/**
+ * A sidecar of several processes: the primary forks the workers, which share the listeners (node:cluster hands
+ * each new connection to one of them), each with its own SVID and configuration watch. The primary serves the admin
+ * endpoint: metrics summed over the workers, readiness when all are ready, the rest from the first worker.
+ */
+async function runPrimary(count: number, adminPort: number | undefined, log: EventLog, flush: () => void): Promise<number> {
+  const aggregator = new AggregatorRegistry();
+  const ready = new Map<number, Readonly<Record<string, unknown>>>();
+  let stopping = false;
+  let nextId = 0;
+  const pending = new Map<number, (r: { status: number; contentType: string; body: string }) => void>();
+  const fork = (): Worker => {
+    const w = cluster.fork();
+    w.on('message', (m: { type?: string; id?: number; info?: Record<string, unknown>; status?: number; contentType?: string; body?: string }) => {
+      if (m.type === 'ready' && m.info !== undefined) ready.set(w.id, m.info);
+      if (m.type === 'admin-reply' && m.id !== undefined) pending.get(m.id)?.({ status: m.status ?? 500, contentType: m.contentType ?? 'text/plain', body: m.body ?? '' });
+    });
+    return w;
+  };
+  for (let i = 0; i < count; i++) fork();
+  const startFailed = new Promise<number>((resolve) => {
+    cluster.on('exit', (w, code) => {
+      if (stopping) return;
+      const wasReady = ready.delete(w.id);
+      if (!wasReady && ready.size === 0) {
+        resolve(code ?? 2);
+        return;
+      }
+      log.error({ event: 'worker-exited', worker: w.id, code }, `worker ${w.id} exited (${code}); starting another`);
+      fork();
+    });
+  });
+  const allReady = new Promise<void>((resolve) => {
+    const check = setInterval(() => {
+      if (ready.size >= count) {
+        clearInterval(check);
+        resolve();
+      }
+    }, 20);
+  });
+  const first = await Promise.race([allReady.then(() => 0), startFailed]);
+  if (first !== 0) {
+    stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+    return 2;
+  }
+  let admin: http.Server | undefined;
+  if (adminPort !== undefined) {
+    const fromWorker = (path: string): Promise<{ status: number; contentType: string; body: string }> => {
+      const w = Object.values(cluster.workers ?? {}).find((x) => x !== undefined && ready.has(x.id));
+      if (w === undefined) return Promise.resolve({ status: 503, contentType: 'text/plain', body: 'NOT READY\n' });
+      const id = nextId++;
+      return new Promise((resolve) => {
+        pending.set(id, (r) => {
+          pending.delete(id);
+          resolve(r);
+        });
+        w.send({ type: 'admin', id, path });
+      });
+    };
+    admin = http.createServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://admin').pathname;
+      const answer = path === '/metrics'
+        ? aggregator.clusterMetrics().then((body) => ({ status: 200, contentType: aggregator.contentType, body }))
+        : path === '/ready' && ready.size < count
+          ? Promise.resolve({ status: 503, contentType: 'text/plain', body: 'NOT READY\n' })
+          : fromWorker(req.url ?? '/');
+      void answer.then((r) => res.writeHead(r.status, { 'content-type': r.contentType }).end(r.body), () => res.writeHead(500).end());
+    });
+    await new Promise<void>((resolve) => admin!.listen(adminPort, '127.0.0.1', () => resolve()));
+  }
+  const info = [...ready.values()][0] ?? {};
+  log.info({ event: 'ready', ...info, workers: count, admin: (admin?.address() as AddressInfo | null)?.port }, `sidecar for ${String(info['workload'])} ready (${count} workers)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  stopping = true;
+  log.info({ event: 'stopping' }, 'stopping: workers finish their open connections');
+  await Promise.all(Object.values(cluster.workers ?? {}).map((w) => (w === undefined || w.isDead() ? undefined : new Promise<void>((r) => {
+    w.once('exit', () => r());
+    w.kill('SIGTERM');
+  }))));
+  admin?.close();
   flush();
   return 0;
 }

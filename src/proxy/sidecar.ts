@@ -29,6 +29,12 @@ import { OutboundProxy, type ClientTls, type OutboundEntry, type Upstream } from
 
 export class SidecarError extends RampartError {}
 
+export interface AdminResponse {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: string;
+}
+
 export interface SidecarOptions {
   /** The mesh file (settings, workloads, services). */
   readonly meshFile: string;
@@ -52,6 +58,8 @@ export interface SidecarOptions {
   readonly outboundPort?: number;
   /** Local ports on 127.0.0.1 forwarding to a fixed destination. */
   readonly upstreams?: readonly Upstream[];
+  /** Log the ready line under another event name (a worker of a multi-process sidecar: the primary says ready). */
+  readonly readyEvent?: string;
   /** Debounce of file-change reloads. */
   readonly reloadDebounceMs?: number;
   readonly log: EventLog & { info(fields: object, message: string): void };
@@ -78,6 +86,7 @@ export class Sidecar {
   #reloadTimer: NodeJS.Timeout | undefined;
   #certs: CertificateManager | undefined;
   #version = 0;
+  #readyInfo: Readonly<Record<string, unknown>> | undefined;
   #lastError: string | undefined;
   #workload: MeshWorkload | undefined;
   #metrics: ProxyMetrics | undefined;
@@ -90,6 +99,11 @@ export class Sidecar {
 
   get adminPort(): number | undefined {
     return (this.#admin?.address() as AddressInfo | null)?.port;
+  }
+
+  /** What the ready line says: the workload, its listeners and the outbound ports (after start). */
+  get readyInfo(): Readonly<Record<string, unknown>> | undefined {
+    return this.#readyInfo;
   }
 
   get configVersion(): string {
@@ -160,8 +174,14 @@ export class Sidecar {
     await this.#outbound.listen();
     if (this.#o.adminPort !== undefined) await this.#startAdmin(this.#o.adminPort);
     this.#watch();
+    this.#readyInfo = {
+      workload: `${w.namespace}/${w.name}`,
+      ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })),
+      outbound: Object.fromEntries(this.#outbound.ports),
+      configVersion: first.state.version,
+    };
     this.#o.log.info(
-      { event: 'ready', workload: `${w.namespace}/${w.name}`, ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })), admin: this.adminPort,
+      { event: this.#o.readyEvent ?? 'ready', workload: `${w.namespace}/${w.name}`, ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })), admin: this.adminPort,
         outbound: this.#outbound === undefined ? undefined : Object.fromEntries(this.#outbound.ports), configVersion: first.state.version },
       `sidecar for ${w.namespace}/${w.name} ready`,
     );
@@ -272,19 +292,24 @@ export class Sidecar {
   }
 
   async #adminRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const json = (status: number, body: unknown): void => {
-      const text = `${JSON.stringify(body, null, 2)}\n`;
-      res.writeHead(status, { 'content-type': 'application/json' }).end(text);
-    };
+    const r = await this.admin(req.url ?? '/');
+    res.writeHead(r.status, { 'content-type': r.contentType }).end(r.body);
+  }
+
+  /** The admin endpoint's answer for a path: what /ready, /metrics, /config and /certs serve. */
+  async admin(path: string): Promise<AdminResponse> {
+    const url = new URL(path, 'http://admin');
+    const json = (status: number, body: unknown): AdminResponse => ({ status, contentType: 'application/json', body: `${JSON.stringify(body, null, 2)}\n` });
     if (url.pathname === '/ready') {
       const ready = this.#tls !== undefined && this.#loaded !== undefined && this.#listeners.length === (this.#workload?.ports.length ?? -1);
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'LIVE\n' : 'NOT READY\n');
-    } else if (url.pathname === '/metrics' && this.#metrics !== undefined) {
-      res.writeHead(200, { 'content-type': this.#metrics.registry.contentType }).end(await this.#metrics.registry.metrics());
-    } else if (url.pathname === '/config') {
+      return { status: ready ? 200 : 503, contentType: 'text/plain', body: ready ? 'LIVE\n' : 'NOT READY\n' };
+    }
+    if (url.pathname === '/metrics' && this.#metrics !== undefined) {
+      return { status: 200, contentType: this.#metrics.registry.contentType, body: await this.#metrics.registry.metrics() };
+    }
+    if (url.pathname === '/config') {
       const st = this.#loaded!.state;
-      json(200, {
+      return json(200, {
         version: st.version,
         lastRejected: this.#lastError ?? null,
         workload: this.#workload,
@@ -297,17 +322,22 @@ export class Sidecar {
           jwtRules: (p.spec.jwtRules ?? []).map((r) => ({ issuer: r.issuer, audiences: r.audiences, jwksUri: r.jwksUri, jwks: r.jwks === undefined ? undefined : '(inline, redacted)' })),
         })),
       });
-    } else if (url.pathname === '/certs') {
+    }
+    if (url.pathname === '/certs') {
       const svid = this.#certs?.svid;
-      json(svid === undefined ? 503 : 200, svid === undefined ? { error: 'no SVID yet' } : {
+      return json(svid === undefined ? 503 : 200, svid === undefined ? { error: 'no SVID yet' } : {
         spiffeId: svid.spiffeId.uri,
         notBefore: svid.notBefore.toISOString(),
         notAfter: svid.notAfter.toISOString(),
         chain: svid.chain.map((c) => ({ subject: c.subject, issuer: c.issuer, serialNumber: c.serialNumber, fingerprint256: c.fingerprint256, validTo: c.validTo })),
         trustBundle: this.#tls?.bundle.roots.map((r) => ({ subject: r.subject, fingerprint256: r.fingerprint256 })) ?? [],
       });
-    } else {
-      json(404, { error: 'not found', endpoints: ['/ready', '/metrics', '/config', '/certs'] });
     }
+    return json(404, { error: 'not found', endpoints: ['/ready', '/metrics', '/config', '/certs'] });
+  }
+
+  /** The metrics registry (for aggregation across worker processes). */
+  get metricsRegistry(): ProxyMetrics['registry'] | undefined {
+    return this.#metrics?.registry;
   }
 }

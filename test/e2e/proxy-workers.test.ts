@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeCaDir } from '../../src/io/ca-dir.ts';
+import { newCa } from '../support/certs.ts';
+import { loopbackAddress, startProxy } from '../support/proxy.ts';
+
+/** --workers 2: the listeners are shared, the admin endpoint sums the workers' metrics, and a stop ends them all. */
+test('a sidecar of two worker processes serves, reports metrics summed over both, and stops cleanly', async () => {
+  const HOST = loopbackAddress();
+  const dir = await mkdtemp(join(tmpdir(), 'rampart-workers-'));
+  await writeCaDir(join(dir, 'ca'), (await newCa()).material, false);
+  const app = http.createServer((_req, res) => res.end(`pid ${process.pid}`));
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  await mkdir(join(dir, 'policies'));
+  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: PERMISSIVE}}
+`);
+  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+- name: httpbin
+  labels: {app: httpbin}
+  address: ${HOST}
+  ports: [{name: http, port: 8000, targetPort: ${(app.address() as net.AddressInfo).port}}]
+`);
+  const proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca'), '--workers', '2', '--admin-port', '0']);
+  try {
+    assert.equal(proxy.ready['workers'], 2);
+    assert.equal(proxy.lines.filter((l) => l['event'] === 'worker-ready').length, 2);
+    for (let i = 0; i < 20; i++) {
+      const r = await fetch(`http://${HOST}:8000/x${i}`, { headers: { connection: 'close' } });
+      assert.equal(r.status, 200);
+      await r.text();
+    }
+    const admin = proxy.ready['admin'] as number;
+    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    const m = /istio_requests_total\{[^}]*response_code="200"[^}]*\} (\d+)/.exec(metrics);
+    assert.equal(m?.[1], '20', 'summed over the workers');
+    assert.equal((await fetch(`http://127.0.0.1:${admin}/ready`)).status, 200);
+    assert.match(await (await fetch(`http://127.0.0.1:${admin}/certs`)).text(), /spiffe:\/\/cluster\.local\/ns\/default\/sa\/default/);
+    // Each worker holds an SVID of its own.
+    assert.equal(proxy.lines.filter((l) => l['event'] === 'svid-rotated').length, 2);
+  } finally {
+    await proxy.stop();
+    app.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  assert.equal(proxy.child.exitCode, 0);
+});
