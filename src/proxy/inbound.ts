@@ -110,6 +110,8 @@ export interface InboundOptions {
   readonly tls: () => TlsState | undefined;
   readonly onAccess: (entry: AccessEntry) => void;
   readonly limits?: Partial<InboundLimits>;
+  /** An allowed TCP connection was opened to the app (its access entry comes when it closes). */
+  readonly onTcpOpen?: (sourcePrincipal: string | undefined, mtls: boolean) => void;
   /** How to reach an external authorizer (the sidecar's outbound: mTLS in the mesh, the outbound policy outside). */
   readonly connect?: (host: string, port: number) => Promise<Duplex>;
 }
@@ -422,6 +424,7 @@ export class InboundListener {
       return;
     }
     (stream as net.Socket).setTimeout(this.#limits.tcpIdleTimeoutMs, () => stream.destroy());
+    this.#o.onTcpOpen?.(info.peer, info.mtls);
     const up = net.connect({ host: '127.0.0.1', port: this.#o.port.targetPort, noDelay: true });
     let connected = false;
     up.once('connect', () => (connected = true));

@@ -64,8 +64,9 @@ export class ProxyMetrics {
     }
     if (e.kind === 'tcp') {
       this.#decisions.inc({ kind: e.kind, decision: e.decision, decided_by: e.decidedBy, policy: e.policy ?? '' });
+      // A denied connection was never opened to the app: it is counted in the decisions only.
+      if (e.decision === 'DENY') return;
       const labels = labelsOf();
-      this.#tcpOpened.inc(labels);
       this.#tcpClosed.inc(labels);
       this.#tcpReceived.inc(labels, e.bytesReceived);
       this.#tcpSent.inc(labels, e.bytesSent);
@@ -87,6 +88,14 @@ export class ProxyMetrics {
     c.requests.inc();
     c.duration.observe(e.durationMs);
     c.decisions.inc();
+  }
+
+  /** An inbound TCP connection opened to the app (counted when it opens; the rest when it closes). */
+  tcpOpened(sourcePrincipal: string | undefined, mtls: boolean): void {
+    this.#tcpOpened.inc({
+      reporter: 'destination', source_principal: sourcePrincipal ?? 'unknown', destination_workload: this.#workload.name,
+      destination_workload_namespace: this.#workload.namespace, destination_principal: this.#ownPrincipal, connection_security_policy: mtls ? 'mutual_tls' : 'none',
+    });
   }
 
   /** Outbound traffic, as Istio's client sidecars report it (reporter="source"). */

@@ -166,6 +166,7 @@ export class Sidecar {
         tls: () => this.#tls,
         onAccess: (e) => this.#onAccess(e),
         connect: async (h, p) => (await outbound.connect(h, p)).socket,
+        onTcpOpen: (principal, mtls) => this.#metrics?.tcpOpened(principal, mtls),
         ...(this.#o.limits === undefined ? {} : { limits: this.#o.limits }),
       });
       await l.listen();

@@ -69,7 +69,7 @@ spec:
   - {name: tcp-echo, port: 9000, targetPort: ${appPort}}
   - {name: unnamed, port: 9100, targetPort: ${appPort}}
 `);
-  proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/echo', '--ca', join(dir, 'ca')]);
+  proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/echo', '--ca', join(dir, 'ca'), '--admin-port', '0']);
 });
 
 after(async () => {
@@ -102,6 +102,10 @@ test('a tcp port: the allowed principal gets its bytes echoed; another is closed
   const log = await proxy.waitFor('tcp deny log', (l) => l['kind'] === 'tcp' && l['decision'] === 'DENY');
   assert.equal(log['sourcePrincipal'], 'spiffe://cluster.local/ns/default/sa/other');
   await proxy.waitFor('tcp allow log', (l) => l['kind'] === 'tcp' && l['decision'] === 'ALLOW' && (l['bytesReceived'] as number) === 13);
+  const metrics = await (await fetch(`http://127.0.0.1:${proxy.ready['admin'] as number}/metrics`)).text();
+  assert.match(metrics, /istio_tcp_connections_opened_total\{reporter="destination",source_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/sleep"[^}]*connection_security_policy="mutual_tls"\} [1-9]/);
+  assert.doesNotMatch(metrics, /istio_tcp_connections_opened_total\{[^}]*sa\/other/, 'a denied connection was never opened to the app');
+  assert.match(metrics, /istio_tcp_received_bytes_total\{[^}]*sa\/sleep[^}]*\} 13/);
 });
 
 test('a port without a protocol: HTTP is detected and authorized per request, other bytes are TCP', async () => {
