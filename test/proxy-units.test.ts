@@ -85,3 +85,9 @@ test("ext authz provider settings: Istio's defaults, and unusable providers name
   assert.match(String(extAuthzHttpConfig({ name: 'n', type: 'envoyExtAuthzHttp', config: { port: 1 } })), /no service/);
   assert.match(String(extAuthzHttpConfig({ name: 'n', type: 'envoyExtAuthzHttp', config: { service: 's', port: 70000 } })), /no valid port/);
 });
+
+test("gRPC local replies: HTTP status to grpc-status as Envoy maps them", async () => {
+  const { grpcStatusOf } = await import('../src/proxy/request-view.ts');
+  const rows: Array<[number, number]> = [[401, 16], [403, 7], [404, 12], [400, 13], [431, 13], [429, 14], [502, 14], [503, 14], [504, 14], [500, 2]];
+  for (const [http, grpc] of rows) assert.equal(grpcStatusOf(http), grpc, String(http));
+});

@@ -3,18 +3,19 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls, { TLSSocket, type TlsOptions } from 'node:tls';
-import { decodeJwt } from 'jose';
 import type { Duplex } from 'node:stream';
 import type { JwtAuthenticator } from '../jwt/authenticator.ts';
-import { upstreamEdits } from '../jwt/forwarding.ts';
 import type { TrustBundle } from '../identity/trust-bundle.ts';
 import { verifyTlsPeer } from '../identity/tls.ts';
 import type { Decision } from '../policy/decision.ts';
 import type { PolicyEngine, WorkloadPolicy } from '../policy/engine.ts';
-import { extractTokens, type FoundToken, type JwtRuleRef } from '../policy/request-authn.ts';
+import { extractTokens } from '../policy/request-authn.ts';
 import type { CheckRequest, PreparedRequest } from '../policy/request.ts';
 import type { MeshWorkload, WorkloadPort } from '../resources/mesh-file.ts';
 import { checkExtAuthzHttp, extAuthzHttpConfig } from './ext-authz.ts';
+import { peek } from './peek.ts';
+import { authorityOf, distinctHeaders, grpcStatusOf, isGrpc, isH2, type AnyRequest, type AnyResponse } from './request-view.ts';
+import { forwardingEdits, payloadOf } from './token-edits.ts';
 import { xfccValue } from './xfcc.ts';
 
 /**
@@ -130,71 +131,9 @@ interface ConnInfo {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'x-forwarded-client-cert']);
 
-/** Wait for the first bytes of a stream without consuming them (null when it ends or times out first). */
-function peek(stream: Duplex, timeoutMs: number): Promise<Buffer | null> {
-  return new Promise((resolve) => {
-    const done = (chunk: Buffer | null): void => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('close', onEnd);
-      stream.off('error', onEnd);
-      resolve(chunk);
-    };
-    const onData = (chunk: Buffer): void => {
-      stream.pause();
-      stream.unshift(chunk);
-      done(chunk);
-    };
-    const onEnd = (): void => done(null);
-    const timer = setTimeout(() => done(null), timeoutMs);
-    stream.on('data', onData);
-    stream.once('end', onEnd);
-    stream.once('close', onEnd);
-    stream.once('error', onEnd);
-    // A stream paused by an earlier peek stays paused when a 'data' listener is added: let it flow again.
-    stream.resume();
-  });
-}
-
 const HTTP_START = /^(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
 /** The HTTP/2 connection preface's first bytes (prior knowledge h2c, or h2 inside the sidecars' mTLS). */
 const H2_PREFACE = 'PRI * HTTP/2.0';
-
-/** gRPC status for a local reply's HTTP status, as Envoy maps them (grpc's http-grpc-status-mapping). */
-function grpcStatusOf(status: number): number {
-  if (status === 401) return 16;
-  if (status === 403) return 7;
-  if (status === 404) return 12;
-  if (status === 400 || status === 431) return 13;
-  if (status === 429 || status === 502 || status === 503 || status === 504) return 14;
-  return 2;
-}
-
-/** A request from node:http, or from node:http2's compatibility API (which has no headersDistinct or rawHeaders). */
-type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
-
-function isH2(req: AnyRequest): req is http2.Http2ServerRequest {
-  return 'stream' in req;
-}
-
-/** Each header as the list of its values, without HTTP/2 pseudo-headers. */
-function distinctHeaders(req: AnyRequest): Record<string, string[]> {
-  if (!isH2(req)) return req.headersDistinct as Record<string, string[]>;
-  const out: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (k.startsWith(':') || v === undefined) continue;
-    out[k] = Array.isArray(v) ? v : [v];
-  }
-  return out;
-}
-
-function authorityOf(req: AnyRequest): string | undefined {
-  const h = req.headers;
-  const a = isH2(req) ? (h[':authority'] as string | undefined) ?? h.host : h.host;
-  return a === undefined ? undefined : String(a);
-}
 
 export class InboundListener {
   readonly #o: InboundOptions;
@@ -570,7 +509,7 @@ export class InboundListener {
         else req.socket.destroy();
         return;
       }
-      const body = d.decidedBy === 'jwt' ? jwtBody(d.reason) : d.status === 403 ? 'RBAC: access denied' : d.reason;
+      const body = d.decidedBy === 'jwt' ? d.reason : d.status === 403 ? 'RBAC: access denied' : d.reason;
       const h: Record<string, string> = { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) };
       if (d.status === 401) h['www-authenticate'] = `Bearer realm="http://${authorityOf(req) ?? ''}${prepared.http?.path ?? '/'}", error="invalid_token"`;
       if (st.debugHeaders) {
@@ -712,11 +651,6 @@ export class InboundListener {
   }
 }
 
-function isGrpc(req: AnyRequest): boolean {
-  const ct = req.headers['content-type'];
-  return typeof ct === 'string' && ct.startsWith('application/grpc');
-}
-
 interface RequestContext {
   readonly req: AnyRequest;
   readonly res: AnyResponse;
@@ -731,34 +665,3 @@ interface RequestContext {
   principal: string | undefined;
 }
 
-/** Envoy's 401/403 body for a JWT failure: the reason alone. */
-function jwtBody(reason: string): string {
-  return reason;
-}
-
-function payloadOf(token: string): Record<string, unknown> | undefined {
-  try {
-    return decodeJwt(token) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Header edits for tokens the request carried (it was allowed, so each verified): the rules that accepted a token
- * are those looking where it was found whose issuer and audiences fit it, as the authenticator decided.
- */
-function forwardingEdits(found: readonly FoundToken[], decoded: ReadonlyArray<Record<string, unknown> | undefined>): ReturnType<typeof upstreamEdits> {
-  const accepted = new Map<string, JwtRuleRef[]>();
-  const payloads = new Map<string, Record<string, unknown>>();
-  found.forEach((f, i) => {
-    const payload = decoded[i];
-    if (payload === undefined) return;
-    const iss = typeof payload['iss'] === 'string' ? payload['iss'] : undefined;
-    const aud = typeof payload['aud'] === 'string' ? [payload['aud']] : Array.isArray(payload['aud']) ? (payload['aud'] as unknown[]).filter((a): a is string => typeof a === 'string') : [];
-    accepted.set(f.token, f.rules.filter((ref) => (ref.rule.issuer === undefined || ref.rule.issuer === '' || ref.rule.issuer === iss) &&
-      ((ref.rule.audiences ?? []).length === 0 || (ref.rule.audiences ?? []).some((a) => aud.includes(a)))));
-    payloads.set(f.token, payload);
-  });
-  return upstreamEdits(found, accepted, payloads);
-}
