@@ -27,6 +27,7 @@ import { CertificateAuthority, createSelfSignedCa } from '../src/identity/ca.ts'
 import { istioSpiffeId } from '../src/identity/spiffe-id.ts';
 import { createCsr, generateKeyPair, privateKeyPem } from '../src/identity/x509.ts';
 import { writeCaDir } from '../src/io/ca-dir.ts';
+import { median } from './timing.ts';
 
 export const TARGET_ADDED_P90_MS = 1;
 export const TARGET_CPU_S_PER_1000 = 0.15;
@@ -406,10 +407,6 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
   }
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 function summary(rounds: readonly PathRound[], path: PathRound['path'], load: PathRound['load']): { perSecond: number; p50: number; p90: number; p99: number; cpu: Record<string, number> } | undefined {
   const rs = rounds.filter((r) => r.path === path && r.load === load);

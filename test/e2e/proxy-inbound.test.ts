@@ -1,6 +1,5 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -12,6 +11,7 @@ import { join } from 'node:path';
 import { SignJWT, type JWK } from 'jose';
 import { writeCaDir } from '../../src/io/ca-dir.ts';
 import { issueSvid, newCa } from '../support/certs.ts';
+import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
 import type { CertificateAuthority } from '../../src/identity/ca.ts';
 import type { Svid } from '../../src/identity/svid.ts';
 
@@ -26,14 +26,13 @@ const ISS = 'https://issuer.rampart.example';
 const NOW = Math.floor(Date.now() / 1000);
 
 // A loopback address of its own lets the sidecar use the seed's port 8000 without clashing with anything else.
-const HOST = `127.${10 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}.${2 + Math.floor(Math.random() * 250)}`;
+const HOST = loopbackAddress();
 
 let dir: string;
 let ca: CertificateAuthority;
 let sleepSvid: Svid;
 let otherSvid: Svid;
-let proxy: ChildProcess;
-let lines: Array<Record<string, unknown>> = [];
+let proxy: RunningProxy;
 let adminPort = 0;
 let app: http.Server;
 let jwks: http.Server;
@@ -81,16 +80,6 @@ spec:
 let jwksUri = '';
 const policyFile = (): string => join(dir, 'policies', 'policies.yaml');
 
-async function waitFor<T>(what: string, f: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; proxy said:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'rampart-proxy-'));
   ca = await newCa();
@@ -126,33 +115,12 @@ before(async () => {
   ports:
   - {name: http, port: 8000, targetPort: ${appPort}}
 `);
-  proxy = spawn(process.execPath, ['--import', 'tsx', BIN, 'proxy', '--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca'), '--admin-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let buf = '';
-  proxy.stdout!.on('data', (c: Buffer) => {
-    buf += c.toString('utf8');
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        lines.push({ raw: line });
-      }
-    }
-  });
-  let err = '';
-  proxy.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
-  proxy.once('exit', (code) => {
-    if (code !== 0 && code !== null) lines.push({ exited: code, stderr: err });
-  });
-  const ready = await waitFor('ready', () => lines.find((l) => l['event'] === 'ready'), 30_000);
-  adminPort = ready['admin'] as number;
+  proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca'), '--admin-port', '0']);
+  adminPort = proxy.ready['admin'] as number;
 });
 
 after(async () => {
-  proxy?.kill('SIGTERM');
-  if (proxy !== undefined && proxy.exitCode === null) await once(proxy, 'exit');
+  await proxy?.stop();
   app?.close();
   jwks?.close();
   await rm(dir, { recursive: true, force: true });
@@ -210,7 +178,7 @@ test('mTLS from the allowed service account reaches the app, with the peer in x-
 
 test('STRICT: a plaintext client is refused at the connection, and it is logged', async () => {
   await assert.rejects(plain('/headers'), (e: NodeJS.ErrnoException) => ['ECONNRESET', 'EPIPE'].includes(e.code ?? '') || /socket hang up/.test(e.message));
-  await waitFor('refusal log', () => lines.find((l) => l['kind'] === 'connection' && /STRICT/.test(String(l['reason']))));
+  await proxy.waitFor('refusal log', (l) => l['kind'] === 'connection' && /STRICT/.test(String(l['reason'])));
 });
 
 test('mTLS from another service account: 403 RBAC without a token, 200 with a valid token (the token not forwarded, its claim in a header), 401 with an expired one', async () => {
@@ -247,7 +215,7 @@ test('DENY before ALLOW: /admin is refused even to the allowed service account; 
 });
 
 test('access log lines and Istio metrics on the admin port; readiness and the current certificate', async () => {
-  const entry = await waitFor('access log of a 403', () => lines.find((l) => l['log'] === 'access' && l['status'] === 403 && l['decidedBy'] === 'deny'));
+  const entry = await proxy.waitFor('access log of a 403', (l) => l['log'] === 'access' && l['status'] === 403 && l['decidedBy'] === 'deny');
   assert.equal(entry['policy'], 'default/deny-admin');
   assert.equal(entry['sourcePrincipal'], 'spiffe://cluster.local/ns/default/sa/my-service-account');
   assert.equal(entry['mtls'], true);
@@ -268,7 +236,7 @@ test('access log lines and Istio metrics on the admin port; readiness and the cu
 
 test('reload: PERMISSIVE takes effect on the next connection; an invalid change is refused and the last good configuration stays', async () => {
   await writeFile(policyFile(), policies('PERMISSIVE', jwksUri));
-  await waitFor('config version 2', () => lines.find((l) => l['event'] === 'config-applied' && l['configVersion'] === '2'));
+  await proxy.waitFor('config version 2', (l) => l['event'] === 'config-applied' && l['configVersion'] === '2');
   const plainNoToken = await plain('/headers');
   assert.equal(plainNoToken.status, 403, 'plaintext is accepted now, and authorization still applies');
   const plainToken = await plain('/headers', { authorization: `Bearer ${await token()}` });
@@ -285,7 +253,7 @@ spec:
   rules:
   - to: [{operation: {methods: 7}}]
 `);
-  const rejected = await waitFor('config rejected', () => lines.find((l) => l['event'] === 'config-rejected'));
+  const rejected = await proxy.waitFor('config rejected', (l) => l['event'] === 'config-rejected');
   assert.match(JSON.stringify(rejected['errors']), /policies\.yaml:\d+.*methods/);
   // Still PERMISSIVE (version 2): the STRICT in the same broken change was not applied.
   assert.equal((await plain('/headers', { authorization: `Bearer ${await token()}` })).status, 200);
