@@ -318,16 +318,20 @@ export class InboundListener {
     }
   }
 
-  #refuse(stream: Duplex, start: number, reason: string, sourceIp?: string): void {
-    const sock = stream as net.Socket;
+  /** The access entry of a refusal before any policy: a connection, or a request the parser or a limit refused. */
+  #refusal(kind: 'connection' | 'http', start: number, info: Partial<ConnInfo> | undefined, status: number | undefined, flags: string, reason: string,
+    request: { method?: string; authority?: string; path?: string; bytesSent?: number } = {}): void {
+    const { bytesSent = 0, ...http } = request;
     this.#o.onAccess({
-      kind: 'connection', start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: sourceIp ?? sock.remoteAddress, sourcePrincipal: undefined,
-      mtls: false, status: undefined, responseFlags: 'NR', bytesReceived: 0, bytesSent: 0, requestPrincipal: undefined, decision: 'DENY',
-      decidedBy: 'connection', policy: null, rule: null, reason, requestId: undefined, configVersion: this.#o.state().version,
+      kind, start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: info?.sourceIp, sourcePrincipal: info?.peer, mtls: info?.mtls ?? false,
+      ...http, status, responseFlags: flags, bytesReceived: 0, bytesSent, requestPrincipal: undefined, decision: 'DENY', decidedBy: 'connection',
+      policy: null, rule: null, reason, requestId: undefined, configVersion: this.#o.state().version,
     });
-    // A reset, as Envoy gives a plaintext client of a STRICT port.
-    if (typeof sock.resetAndDestroy === 'function' && !(stream instanceof TLSSocket)) sock.resetAndDestroy();
-    else stream.destroy();
+  }
+
+  #refuse(stream: Duplex, start: number, reason: string, sourceIp?: string): void {
+    this.#refusal('connection', start, { sourceIp: sourceIp ?? (stream as net.Socket).remoteAddress }, undefined, 'NR', reason);
+    reset(stream);
   }
 
   #checkRequest(info: ConnInfo, http?: CheckRequest['http']): CheckRequest {
@@ -357,9 +361,7 @@ export class InboundListener {
       });
     if (d.decision === 'DENY') {
       log('-');
-      const sock = stream as net.Socket;
-      if (typeof sock.resetAndDestroy === 'function' && !(stream instanceof TLSSocket)) sock.resetAndDestroy();
-      else stream.destroy();
+      reset(stream);
       return;
     }
     (stream as net.Socket).setTimeout(this.#limits.tcpIdleTimeoutMs, () => stream.destroy());
@@ -394,12 +396,7 @@ export class InboundListener {
     const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     const text = code === 431 ? 'Request Header Fields Too Large' : code === 408 ? 'Request Timeout' : 'Bad Request';
     socket.end(`HTTP/1.1 ${code} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\nconnection: close\r\n\r\n${text}`);
-    const info = this.#conns.get(socket);
-    this.#o.onAccess({
-      kind: 'http', start: Date.now(), durationMs: 0, port: this.#o.port.port, sourceIp: info?.sourceIp, sourcePrincipal: info?.peer, mtls: info?.mtls ?? false,
-      status: code, responseFlags: 'DPE', bytesReceived: 0, bytesSent: 0, requestPrincipal: undefined, decision: 'DENY', decidedBy: 'connection',
-      policy: null, rule: null, reason: `malformed HTTP (${err.code ?? err.message})`, requestId: undefined, configVersion: this.#o.state().version,
-    });
+    this.#refusal('http', Date.now(), this.#conns.get(socket), code, 'DPE', `malformed HTTP (${err.code ?? err.message})`);
   }
 
   #infoOf(req: AnyRequest): ConnInfo {
@@ -420,13 +417,8 @@ export class InboundListener {
       const body = 'Request Header Fields Too Large';
       res.writeHead(431, { 'content-type': 'text/plain', 'content-length': String(body.length), ...(isH2(req) ? {} : { connection: 'close' }) }).end(body);
       if (!isH2(req)) res.once('finish', () => req.socket.destroySoon());
-      const info = this.#infoOf(req);
-      this.#o.onAccess({
-        kind: 'http', start, durationMs: 0, port: this.#o.port.port, sourceIp: info?.sourceIp, sourcePrincipal: info?.peer, mtls: info?.mtls ?? false,
-        method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', status: 431, responseFlags: 'DPE', bytesReceived: 0, bytesSent: body.length,
-        requestPrincipal: undefined, decision: 'DENY', decidedBy: 'connection', policy: null, rule: null,
-        reason: `${headerCount} headers (at most ${this.#limits.maxHeaders})`, requestId: undefined, configVersion: this.#o.state().version,
-      });
+      this.#refusal('http', start, this.#infoOf(req), 431, 'DPE', `${headerCount} headers (at most ${this.#limits.maxHeaders})`,
+        { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', bytesSent: body.length });
       return;
     }
     const info = this.#infoOf(req);
@@ -649,6 +641,13 @@ export class InboundListener {
     req.pipe(up);
     req.resume();
   }
+}
+
+/** A reset where the transport allows one (plain TCP), as Envoy resets refused and denied connections. */
+function reset(stream: Duplex): void {
+  const sock = stream as net.Socket;
+  if (typeof sock.resetAndDestroy === 'function' && !(stream instanceof TLSSocket)) sock.resetAndDestroy();
+  else stream.destroy();
 }
 
 interface RequestContext {
