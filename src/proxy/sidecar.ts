@@ -182,8 +182,7 @@ export class Sidecar {
       configVersion: first.state.version,
     };
     this.#o.log.info(
-      { event: this.#o.readyEvent ?? 'ready', workload: `${w.namespace}/${w.name}`, ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })), admin: this.adminPort,
-        outbound: this.#outbound === undefined ? undefined : Object.fromEntries(this.#outbound.ports), configVersion: first.state.version },
+      { event: this.#o.readyEvent ?? 'ready', ...this.#readyInfo, admin: this.adminPort },
       `sidecar for ${w.namespace}/${w.name} ready`,
     );
   }
