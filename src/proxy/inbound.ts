@@ -105,8 +105,6 @@ export interface InboundOptions {
   readonly port: WorkloadPort;
   /** Address to listen on. */
   readonly host: string;
-  /** Port to listen on (the workload port unless tests remap it). */
-  readonly listenPort?: number;
   readonly state: () => InboundState;
   readonly tls: () => TlsState | undefined;
   readonly onAccess: (entry: AccessEntry) => void;
@@ -191,7 +189,7 @@ export class InboundListener {
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
-      this.#server.listen(this.#o.listenPort ?? this.#o.port.port, this.#o.host, () => {
+      this.#server.listen(this.#o.port.port, this.#o.host, () => {
         this.#server.off('error', reject);
         resolve();
       });

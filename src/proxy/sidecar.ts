@@ -50,8 +50,6 @@ export interface SidecarOptions {
   /** Admin endpoint (readiness, metrics, configuration, certificate); 0 picks a free port. */
   readonly adminPort?: number;
   readonly adminHost?: string;
-  /** Listen ports for the workload ports, when they must differ (tests); by workload port. */
-  readonly listenPorts?: ReadonlyMap<number, number>;
   readonly debugHeaders?: boolean;
   readonly limits?: Partial<InboundLimits>;
   /** The app's HTTP proxy (HTTP_PROXY) on 127.0.0.1; 0 picks a free port; absent: none. */
@@ -161,7 +159,6 @@ export class Sidecar {
     for (const port of w.ports) {
       const l = new InboundListener({
         workload: w, port, host,
-        ...(this.#o.listenPorts?.get(port.port) === undefined ? {} : { listenPort: this.#o.listenPorts.get(port.port)! }),
         state: () => this.#loaded!.state,
         tls: () => this.#tls,
         onAccess: (e) => this.#onAccess(e),
@@ -185,12 +182,6 @@ export class Sidecar {
       { event: this.#o.readyEvent ?? 'ready', ...this.#readyInfo, admin: this.adminPort },
       `sidecar for ${w.namespace}/${w.name} ready`,
     );
-  }
-
-  /** The listen port of a workload port. */
-  listenPort(workloadPort: number): number | undefined {
-    const i = this.#workload?.ports.findIndex((p) => p.port === workloadPort) ?? -1;
-    return i < 0 ? undefined : this.#listeners[i]?.port;
   }
 
   async stop(): Promise<void> {
