@@ -14,7 +14,8 @@
  * requests 16 ms apart), in alternating rounds. Each proxy process's CPU seconds (from /proc) are taken around every
  * round, and its peak RSS (VmHWM) at the end. Every proxy runs as one process; the load generator, the app and the
  * proxies share the machine's cores. RAMPART_SIDECAR_NODE_FLAGS adds node flags to both sidecars, for experiments
- * (e.g. "--max-semi-space-size=2"); RAMPART_SIDECAR_WORKERS runs them with --workers N.
+ * (e.g. "--max-semi-space-size=2"); RAMPART_SIDECAR_WORKERS runs them with --workers N; RAMPART_BENCH_HOLD=1 keeps
+ * the warmed-up processes running after the warm-up (their addresses and pids are logged) until SIGINT, to profile by hand.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -379,6 +380,11 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
     for (const [name, t] of Object.entries(targets)) {
       const w = runWrk(t.url, false, quick ? 1 : 2);
       if (w.non2xx > 0 || w.errors > 0 || !(w.requests > 0)) throw new Error(`proxy bench: ${name} warm-up failed: ${JSON.stringify(w)} (logs in ${dir})`);
+    }
+    if (process.env['RAMPART_BENCH_HOLD'] === '1') {
+      // For profiling by hand: the processes stay up, warmed, until SIGINT.
+      log(`holding: ${JSON.stringify({ targets, script: script(false), rateScript: script(true), dir })}`);
+      await new Promise((r) => process.once('SIGINT', r));
     }
     const rounds: PathRound[] = [];
     const roundsPerLoad = quick ? 1 : 2;
