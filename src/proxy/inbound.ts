@@ -12,7 +12,9 @@ import type { PolicyEngine, WorkloadPolicy } from '../policy/engine.ts';
 import { extractTokens } from '../policy/request-authn.ts';
 import type { CheckRequest, PreparedRequest } from '../policy/request.ts';
 import type { MeshWorkload, WorkloadPort } from '../resources/mesh-file.ts';
-import { checkExtAuthzHttp, extAuthzHttpConfig } from './ext-authz.ts';
+import { checkExtAuthzHttp, extAuthzHttpConfig, type CheckedRequest, type ExtAuthzAnswer } from './ext-authz.ts';
+import { H1Connection, type H1Exchange, type LocalReply } from './h1-connection.ts';
+import { h1ParserAvailable } from './h1-parser.ts';
 import { peek } from './peek.ts';
 import { authorityOf, distinctHeaders, grpcStatusOf, isGrpc, isH2, type AnyRequest, type AnyResponse } from './request-view.ts';
 import { forwardingEdits, payloadOf } from './token-edits.ts';
@@ -129,6 +131,18 @@ interface ConnInfo {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'x-forwarded-client-cert']);
 
+/** Headers as node:http presents them (lower-cased; repeated ones as a list, set-cookie always), for the authorizer. */
+function nodeHeaders(raw: readonly string[]): http.IncomingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    const prev = out[k];
+    out[k] = prev === undefined ? (k === 'set-cookie' ? [v] : v) : Array.isArray(prev) ? [...prev, v] : `${prev}, ${v}`;
+  }
+  return out;
+}
+
 const HTTP_START = /^(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
 /** The HTTP/2 connection preface's first bytes (prior knowledge h2c, or h2 inside the sidecars' mTLS). */
 const H2_PREFACE = 'PRI * HTTP/2.0';
@@ -150,6 +164,9 @@ export class InboundListener {
   #h2Next: ConnInfo | undefined;
   /** One multiplexed h2c session to the app, for http2 and grpc ports. */
   #h2Up: http2.ClientHttp2Session | undefined;
+  /** HTTP/1.1 connections served by h1-connection.ts, and the timer that enforces their time limits. */
+  readonly #h1Conns = new Set<H1Connection>();
+  #h1Timer: NodeJS.Timeout | undefined;
 
   constructor(options: InboundOptions) {
     this.#o = options;
@@ -201,15 +218,18 @@ export class InboundListener {
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
       this.#http.closeIdleConnections();
+      for (const c of this.#h1Conns) c.closeWhenIdle();
       for (const s of this.#open) if (!this.#busy(s)) s.destroy();
       setTimeout(() => {
         for (const s of this.#open) s.destroy();
       }, 5_000).unref();
     });
+    if (this.#h1Timer !== undefined) clearInterval(this.#h1Timer);
     this.#agent.destroy();
   }
 
   #busy(s: Duplex): boolean {
+    for (const c of this.#h1Conns) if (c.socket === s) return c.busy;
     return (s as Duplex & { _httpMessage?: unknown })._httpMessage !== undefined && (s as Duplex & { _httpMessage?: unknown })._httpMessage !== null;
   }
 
@@ -310,6 +330,8 @@ export class InboundListener {
       } finally {
         this.#h2Next = undefined;
       }
+    } else if (h1ParserAvailable && protocol !== 'HTTP2' && protocol !== 'GRPC') {
+      this.#h1(stream);
     } else {
       stream.resume();
       this.#http.emit('connection', stream);
@@ -408,6 +430,222 @@ export class InboundListener {
     res.once('finish', () => req.socket.destroySoon());
   }
 
+  /** The engine's decision on a request's head (JWT, then CUSTOM, DENY, ALLOW), as `rampart check` decides it. */
+  #decideHttp(info: ConnInfo, start: number, method: string, authority: string | undefined, url: string, headers: Readonly<Record<string, string | readonly string[]>>,
+    requestId: string | undefined): { ctx: RequestContext; d: Decision } {
+    const st = this.#o.state();
+    const check = this.#checkRequest(info, { method, ...(authority === undefined ? {} : { host: authority }), path: url, headers });
+    const prepared = st.engine.prepare(check);
+    const d = st.policy.decide(prepared, st.jwt === undefined ? {} : { jwtVerifier: st.jwt });
+    const ctx: RequestContext = {
+      start, info, st, prepared, requestId: requestId === undefined || requestId === '' ? randomUUID() : requestId, method, authority, url,
+      flags: '-', received: 0, sent: 0, principal: undefined,
+    };
+    return { ctx, d };
+  }
+
+  /**
+   * Completes a decision that a CUSTOM policy delegated: asks the authorizer, then decides again with its answer
+   * (DENY and ALLOW policies still apply after an allow, as Envoy's filter order has it). `decided` gets the final
+   * decision with the authorizer's extra headers; `refused` the authorizer's own answer when it denied.
+   */
+  #authorize(ctx: RequestContext, d: Decision, extAuthzRequest: () => CheckedRequest, decided: (d: Decision, upstreamExtra?: Readonly<Record<string, string>>, downstreamExtra?: Readonly<Record<string, string>>) => void,
+    refused: (d: Decision, answer: Extract<ExtAuthzAnswer, { allow: false }>, reason: string, debug: Readonly<Record<string, string>>) => void): void {
+    const { st, prepared } = ctx;
+    const provider = d.decidedBy === 'custom' && d.customProvider !== null && d.status === 403 ? st.engine.mesh.extensionProviders.find((p) => p.name === d.customProvider) : undefined;
+    if (provider === undefined || this.#o.connect === undefined) {
+      decided(d);
+      return;
+    }
+    const cfg = extAuthzHttpConfig(provider);
+    if (typeof cfg === 'string') {
+      decided({ ...d, reason: `${d.reason}: ${cfg}` });
+      return;
+    }
+    const opts = st.jwt === undefined ? {} : { jwtVerifier: st.jwt };
+    void checkExtAuthzHttp(cfg, extAuthzRequest(), this.#o.connect).then((answer) => {
+      if (answer.allow) {
+        decided(st.policy.decide(prepared, { ...opts, extAuthz: 'allow' }), answer.upstreamHeaders, answer.downstreamHeaders);
+        return;
+      }
+      const denied = st.policy.decide(prepared, { ...opts, extAuthz: 'deny' });
+      if (denied.decidedBy !== 'custom') {
+        decided(denied);
+        return;
+      }
+      ctx.flags = 'UAEX';
+      const reason = answer.error === undefined ? `denied by CUSTOM provider "${provider.name}" (${answer.status})` : `CUSTOM provider "${provider.name}" failed: ${answer.error}`;
+      refused(denied, answer, reason, st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId, 'x-rampart-decided-by': 'custom' } : {});
+    });
+  }
+
+  /** Envoy's local reply for a denial; null when the connection itself is refused (no reply). */
+  #denial(ctx: RequestContext, d: Decision): LocalReply | null {
+    if (d.status === null) return null;
+    const body = d.decidedBy === 'jwt' ? d.reason : d.status === 403 ? 'RBAC: access denied' : d.reason;
+    const h: Record<string, string> = { 'content-type': 'text/plain' };
+    if (d.status === 401) h['www-authenticate'] = `Bearer realm="http://${ctx.authority ?? ''}${ctx.prepared.http?.path ?? '/'}", error="invalid_token"`;
+    if (ctx.st.debugHeaders) {
+      h['x-rampart-request-id'] = ctx.requestId;
+      h['x-rampart-decided-by'] = d.decidedBy;
+      if (d.policy !== null) h['x-rampart-policy'] = `${d.policy}${d.rule === null ? '' : ` rule ${d.rule}`}`;
+    }
+    return { status: d.status, headers: h, body };
+  }
+
+  /** Header edits of an allowed request on its way to the app: token edits, the authorizer's, XFCC, proto, id. */
+  #upstreamEdits(ctx: RequestContext, upstreamExtra: Readonly<Record<string, string>> | undefined): { readonly remove: readonly string[]; readonly set: Record<string, string> } {
+    const { info, st, prepared } = ctx;
+    const found = st.policy.jwtRules.length > 0 ? extractTokens(st.policy.jwtRules, prepared) : [];
+    let remove: readonly string[] = [];
+    const set: Record<string, string> = Object.create(null) as Record<string, string>;
+    if (found.length > 0) {
+      // The tokens verified (the request was allowed), so their payloads may be read; once each.
+      const payloads = found.map((f) => payloadOf(f.token));
+      const first = payloads[0];
+      ctx.principal = typeof first?.['iss'] === 'string' && typeof first['sub'] === 'string' ? `${first['iss']}/${first['sub']}` : undefined;
+      const edits = forwardingEdits(found, payloads);
+      remove = edits.removeHeaders;
+      Object.assign(set, edits.setHeaders);
+    }
+    if (upstreamExtra !== undefined) Object.assign(set, upstreamExtra);
+    if (info.mtls && info.peer !== undefined && info.peerCertDer !== undefined) {
+      // Hashing the peer certificate once per connection, not per request (its SVID cannot change on it).
+      const by = this.#o.tls()?.spiffeId ?? '';
+      if (info.xfcc?.by !== by) info.xfcc = { by, value: xfccValue(by, info.peerCertDer, info.peer) };
+      set['x-forwarded-client-cert'] = info.xfcc.value;
+    }
+    set['x-forwarded-proto'] = info.mtls ? 'https' : 'http';
+    set['x-request-id'] = ctx.requestId;
+    return { remove, set };
+  }
+
+  #log(ctx: RequestContext, d: Decision, status: number | undefined, reason = d.reason): void {
+    const { info, st } = ctx;
+    this.#o.onAccess({
+      kind: 'http', start: ctx.start, durationMs: Date.now() - ctx.start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
+      method: ctx.method, authority: ctx.authority ?? '', path: ctx.url, status, responseFlags: ctx.flags, bytesReceived: ctx.received, bytesSent: ctx.sent,
+      requestPrincipal: ctx.principal, decision: d.decision, decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason, requestId: ctx.requestId, configVersion: st.version,
+    });
+  }
+
+  /** The path forwarded: normalized as it was decided. */
+  #forwardPath(ctx: RequestContext): string {
+    return ctx.prepared.http === undefined ? ctx.url : ctx.prepared.http.path + ctx.prepared.http.query;
+  }
+
+  // --- HTTP/1.1 without node:http (h1-connection.ts) ---
+
+  #h1(stream: Duplex): void {
+    const info = this.#conns.get(stream)!;
+    const l = this.#limits;
+    const conn: H1Connection = new H1Connection(stream, {
+      maxHeaderBytes: l.maxHeaderBytes, headersTimeoutMs: l.headersTimeoutMs, requestTimeoutMs: l.requestTimeoutMs,
+      target: { host: '127.0.0.1', port: this.#o.port.targetPort },
+      handler: {
+        request: (ex) => this.#onH1Request(ex, info),
+        protocolError: (_err, status, reason) => this.#refusal('http', Date.now(), info, status, 'DPE', reason),
+      },
+      onClose: () => this.#h1Conns.delete(conn),
+    });
+    this.#h1Conns.add(conn);
+    if (this.#h1Timer === undefined) {
+      // One timer per listener checks every connection's header and request limits (no timer per request).
+      this.#h1Timer = setInterval(() => {
+        const now = Date.now();
+        for (const c of this.#h1Conns) c.check(now);
+      }, Math.max(50, Math.min(1_000, Math.floor(Math.min(l.headersTimeoutMs, l.requestTimeoutMs) / 4))));
+      this.#h1Timer.unref();
+    }
+    stream.removeAllListeners('timeout');
+    stream.on('timeout', () => conn.onIdle());
+    stream.resume();
+  }
+
+  #onH1Request(ex: H1Exchange, info: ConnInfo): void {
+    const start = ex.start;
+    const head = ex.head;
+    const raw = head.rawHeaders;
+    const refuse = (status: 400 | 431, body: string, reason: string, authority = ''): void => {
+      ex.reply({ status, headers: { 'content-type': 'text/plain' }, body });
+      this.#refusal('http', start, info, status, 'DPE', reason, { method: head.method, authority, path: head.url, bytesSent: ex.bytesSent });
+    };
+    if (raw.length / 2 > this.#limits.maxHeaders) {
+      refuse(431, 'Request Header Fields Too Large', `${raw.length / 2} headers (at most ${this.#limits.maxHeaders})`);
+      return;
+    }
+    // Lower-cased names, repeated headers joined with "," as Envoy does.
+    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    let hosts = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      const prev = headers[name];
+      headers[name] = prev === undefined ? raw[i + 1]! : `${prev},${raw[i + 1]!}`;
+      if (name === 'host') hosts++;
+    }
+    const authority = headers['host'];
+    // Two Host headers leave the authority ambiguous, and HTTP/1.1 requires one (node:http refuses both too).
+    if (hosts > 1 || (hosts === 0 && head.versionMinor >= 1)) {
+      refuse(400, 'Bad Request', hosts > 1 ? 'more than one Host header' : 'HTTP/1.1 request without Host', authority);
+      return;
+    }
+    if (head.method === 'CONNECT') {
+      refuse(400, 'Bad Request', 'CONNECT is not accepted on an inbound port', authority);
+      return;
+    }
+    const { ctx, d } = this.#decideHttp(info, start, head.method, authority, head.url, headers, headers['x-request-id']);
+    this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: nodeHeaders(raw) }),
+      (final, upstreamExtra, downstreamExtra) => this.#finishH1(ex, ctx, final, upstreamExtra, downstreamExtra),
+      (denied, answer, reason, debug) => {
+        ex.reply({ status: answer.status, headers: { ...answer.headers, ...debug }, body: answer.body });
+        ctx.sent = ex.bytesSent;
+        ctx.received = ex.bytesReceived;
+        this.#log(ctx, denied, answer.status, reason);
+      });
+  }
+
+  #finishH1(ex: H1Exchange, ctx: RequestContext, d: Decision, upstreamExtra?: Readonly<Record<string, string>>, downstreamExtra?: Readonly<Record<string, string>>): void {
+    if (d.decision === 'DENY') {
+      const r = this.#denial(ctx, d);
+      if (r === null) {
+        // The mode changed to STRICT under an open plaintext connection: refuse as a new one would be.
+        this.#log(ctx, d, undefined);
+        ex.destroyConnection();
+        return;
+      }
+      ex.reply(r);
+      ctx.sent = ex.bytesSent;
+      ctx.received = ex.bytesReceived;
+      this.#log(ctx, d, r.status);
+      return;
+    }
+    const { remove, set } = this.#upstreamEdits(ctx, upstreamExtra);
+    let head = `${ctx.method} ${this.#forwardPath(ctx)} HTTP/1.1\r\n`;
+    const raw = ex.head.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) || lower in set || (remove.length > 0 && remove.includes(lower))) continue;
+      head += `${name}: ${raw[i + 1]!}\r\n`;
+    }
+    for (const k in set) head += `${k}: ${set[k]!}\r\n`;
+    let responseHeaders = '';
+    if (downstreamExtra !== undefined) for (const k in downstreamExtra) responseHeaders += `${k}: ${downstreamExtra[k]!}\r\n`;
+    const debugId: Record<string, string> = ctx.st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId } : {};
+    ex.forward({
+      head, responseHeaders,
+      failure: (reason) => ({ status: 503, headers: { 'content-type': 'text/plain', ...debugId }, body: `upstream connect error or disconnect/reset before headers. reset reason: ${reason}` }),
+      end: (e) => {
+        ctx.flags = e.flags;
+        ctx.sent = ex.bytesSent;
+        ctx.received = ex.bytesReceived;
+        this.#log(ctx, d, e.status);
+      },
+    });
+  }
+
+  // --- node:http (HTTP/1.1 on http2 and grpc ports, or where the parser is not available) and node:http2 ---
+
   #onRequest(req: AnyRequest, res: AnyResponse): void {
     const start = Date.now();
     const headerCount = isH2(req) ? Object.keys(req.headers).filter((k) => !k.startsWith(':')).length : req.rawHeaders.length / 2;
@@ -419,128 +657,61 @@ export class InboundListener {
         { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', bytesSent: body.length });
       return;
     }
-    const info = this.#infoOf(req);
-    const st = this.#o.state();
     const headers = req.headers;
-    const requestId = typeof headers['x-request-id'] === 'string' && headers['x-request-id'] !== '' ? headers['x-request-id'] : randomUUID();
+    const requestId = typeof headers['x-request-id'] === 'string' ? headers['x-request-id'] : undefined;
     const authority = authorityOf(req);
-    const check = this.#checkRequest(info, {
-      method: req.method ?? 'GET',
-      ...(authority === undefined ? {} : { host: authority }),
-      path: req.url ?? '/',
-      // Each repeated header as its list, so that the engine joins them with "," as Envoy does (Node's
-      // req.headers joins most with ", ").
-      headers: distinctHeaders(req),
-    });
-    const prepared = st.engine.prepare(check);
-    const opts = st.jwt === undefined ? {} : { jwtVerifier: st.jwt };
-    const d = st.policy.decide(prepared, opts);
-    const ctx: RequestContext = { req, res, start, info, st, prepared, requestId, flags: '-', received: 0, sent: 0, principal: undefined };
+    // Each repeated header as its list, so that the engine joins them with "," as Envoy does (Node's
+    // req.headers joins most with ", ").
+    const { ctx, d } = this.#decideHttp(this.#infoOf(req), start, req.method ?? 'GET', authority, req.url ?? '/', distinctHeaders(req), requestId);
     req.on('data', (c: Buffer) => (ctx.received += c.length));
-    const provider = d.decidedBy === 'custom' && d.customProvider !== null && d.status === 403 ? st.engine.mesh.extensionProviders.find((p) => p.name === d.customProvider) : undefined;
-    if (provider === undefined || this.#o.connect === undefined) {
-      this.#finish(ctx, d, undefined);
-      return;
-    }
-    // A CUSTOM policy delegated the request: ask the authorizer, then decide again with its answer (DENY and ALLOW
-    // policies still apply after an allow, as Envoy's filter order has it).
-    const cfg = extAuthzHttpConfig(provider);
-    if (typeof cfg === 'string') {
-      this.#finish(ctx, { ...d, reason: `${d.reason}: ${cfg}` }, undefined);
-      return;
-    }
-    const path = prepared.http === undefined ? req.url ?? '/' : prepared.http.path + prepared.http.query;
-    const connect = this.#o.connect;
-    req.pause();
-    void checkExtAuthzHttp(cfg, { method: req.method ?? 'GET', path, headers: isH2(req) && authority !== undefined ? { ...headers, host: authority } : headers }, connect).then((answer) => {
-      if (answer.allow) {
-        this.#finish(ctx, st.policy.decide(prepared, { ...opts, extAuthz: 'allow' }), answer.upstreamHeaders, answer.downstreamHeaders);
-        return;
-      }
-      const denied = st.policy.decide(prepared, { ...opts, extAuthz: 'deny' });
-      if (denied.decidedBy !== 'custom') {
-        this.#finish(ctx, denied, undefined);
-        return;
-      }
-      ctx.flags = 'UAEX';
-      this.#log(ctx, denied, answer.status, answer.error === undefined ? `denied by CUSTOM provider "${provider.name}" (${answer.status})` : `CUSTOM provider "${provider.name}" failed: ${answer.error}`);
-      ctx.sent = Buffer.byteLength(answer.body);
-      const extra: Record<string, string> = st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId, 'x-rampart-decided-by': 'custom' } : {};
-      if (isGrpc(req)) this.#grpcReply(res, answer.status, answer.body || `denied by CUSTOM provider "${provider.name}"`, extra);
-      else res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), ...extra }).end(answer.body);
-      this.#closeAfter(req, res);
-    });
-  }
-
-  #log(ctx: RequestContext, d: Decision, status: number | undefined, reason = d.reason): void {
-    const { req, info, st } = ctx;
-    this.#o.onAccess({
-      kind: 'http', start: ctx.start, durationMs: Date.now() - ctx.start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
-      method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', status, responseFlags: ctx.flags, bytesReceived: ctx.received, bytesSent: ctx.sent,
-      requestPrincipal: ctx.principal, decision: d.decision, decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason, requestId: ctx.requestId, configVersion: st.version,
-    });
+    if (d.decidedBy === 'custom') req.pause();
+    this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: isH2(req) && authority !== undefined ? { ...headers, host: authority } : headers }),
+      (final, upstreamExtra, downstreamExtra) => this.#finish(req, res, ctx, final, upstreamExtra, downstreamExtra),
+      (denied, answer, reason, debug) => {
+        this.#log(ctx, denied, answer.status, reason);
+        ctx.sent = Buffer.byteLength(answer.body);
+        if (isGrpc(req)) this.#grpcReply(res, answer.status, answer.body || `denied by CUSTOM provider "${denied.customProvider ?? ''}"`, debug);
+        else res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), ...debug }).end(answer.body);
+        this.#closeAfter(req, res);
+      });
   }
 
   /** Answers a denial, or forwards an allowed request to the app (with extra headers from an external authorizer). */
-  #finish(ctx: RequestContext, d: Decision, upstreamExtra: Readonly<Record<string, string>> | undefined, downstreamExtra: Readonly<Record<string, string>> = {}): void {
-    const { req, res, info, st, prepared, requestId } = ctx;
-    const headers = req.headers;
-    const found = d.decision === 'ALLOW' && st.policy.jwtRules.length > 0 ? extractTokens(st.policy.jwtRules, prepared) : [];
-    // The tokens verified (the request was allowed), so their payloads may be read; once each.
-    const payloads = found.map((f) => payloadOf(f.token));
-    const first = payloads[0];
-    ctx.principal = typeof first?.['iss'] === 'string' && typeof first['sub'] === 'string' ? `${first['iss']}/${first['sub']}` : undefined;
-
+  #finish(req: AnyRequest, res: AnyResponse, ctx: RequestContext, d: Decision, upstreamExtra?: Readonly<Record<string, string>>, downstreamExtra: Readonly<Record<string, string>> = {}): void {
     if (d.decision === 'DENY') {
-      if (d.status === null) {
+      const r = this.#denial(ctx, d);
+      if (r === null) {
         // The mode changed to STRICT under an open plaintext connection: refuse as a new one would be.
         this.#log(ctx, d, undefined);
         if (isH2(req)) req.stream.session?.destroy();
         else req.socket.destroy();
         return;
       }
-      const body = d.decidedBy === 'jwt' ? d.reason : d.status === 403 ? 'RBAC: access denied' : d.reason;
-      const h: Record<string, string> = { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) };
-      if (d.status === 401) h['www-authenticate'] = `Bearer realm="http://${authorityOf(req) ?? ''}${prepared.http?.path ?? '/'}", error="invalid_token"`;
-      if (st.debugHeaders) {
-        h['x-rampart-request-id'] = requestId;
-        h['x-rampart-decided-by'] = d.decidedBy;
-        if (d.policy !== null) h['x-rampart-policy'] = `${d.policy}${d.rule === null ? '' : ` rule ${d.rule}`}`;
-      }
-      ctx.sent = Buffer.byteLength(body);
+      ctx.sent = Buffer.byteLength(r.body);
       if (isGrpc(req)) {
         // gRPC clients read the status from trailers: a local reply is HTTP 200 with grpc-status, as Envoy sends it.
-        const { 'content-type': _ct, 'content-length': _cl, ...rest } = h;
-        this.#grpcReply(res, d.status, body, rest);
-      } else res.writeHead(d.status, h).end(body);
+        const { 'content-type': _ct, ...rest } = r.headers;
+        this.#grpcReply(res, r.status, r.body, rest);
+      } else res.writeHead(r.status, { ...r.headers, 'content-length': String(ctx.sent) }).end(r.body);
       this.#closeAfter(req, res);
-      this.#log(ctx, d, d.status);
+      this.#log(ctx, d, r.status);
       return;
     }
 
+    const { remove, set } = this.#upstreamEdits(ctx, upstreamExtra);
     const out: http.OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && !k.startsWith(':') && v !== undefined) out[k] = v;
-    if (found.length > 0) {
-      const edits = forwardingEdits(found, payloads);
-      for (const h of edits.removeHeaders) delete out[h];
-      Object.assign(out, edits.setHeaders);
-    }
-    if (upstreamExtra !== undefined) Object.assign(out, upstreamExtra);
-    if (info.mtls && info.peer !== undefined && info.peerCertDer !== undefined) {
-      // Hashing the peer certificate once per connection, not per request (its SVID cannot change on it).
-      const by = this.#o.tls()?.spiffeId ?? '';
-      if (info.xfcc?.by !== by) info.xfcc = { by, value: xfccValue(by, info.peerCertDer, info.peer) };
-      out['x-forwarded-client-cert'] = info.xfcc.value;
-    }
-    out['x-forwarded-proto'] = info.mtls ? 'https' : 'http';
-    out['x-request-id'] = requestId;
-    const path = prepared.http === undefined ? req.url ?? '/' : prepared.http.path + prepared.http.query;
+    for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && !k.startsWith(':') && v !== undefined) out[k] = v;
+    for (const h of remove) delete out[h];
+    Object.assign(out, set);
+    const path = this.#forwardPath(ctx);
+    const requestId = ctx.requestId;
+    const st = ctx.st;
     const p = this.#o.port.protocol;
     if (p === 'HTTP2' || p === 'GRPC' || (p === 'DETECT' && isH2(req))) {
-      this.#forwardH2(ctx, d, out, path, downstreamExtra);
+      this.#forwardH2(req, res, ctx, d, out, path, downstreamExtra);
       return;
     }
-    if (isH2(req) && authorityOf(req) !== undefined) out['host'] = authorityOf(req);
+    if (isH2(req) && ctx.authority !== undefined) out['host'] = ctx.authority;
     const up = http.request({ host: '127.0.0.1', port: this.#o.port.targetPort, method: req.method, path, headers: out, agent: this.#agent });
     up.on('response', (ur) => {
       const rh: http.OutgoingHttpHeaders = { ...downstreamExtra };
@@ -592,8 +763,7 @@ export class InboundListener {
   }
 
   /** http2 and grpc ports: the request goes to the app over one multiplexed h2c session, trailers included. */
-  #forwardH2(ctx: RequestContext, d: Decision, out: http.OutgoingHttpHeaders, path: string, downstreamExtra: Readonly<Record<string, string>>): void {
-    const { req, res } = ctx;
+  #forwardH2(req: AnyRequest, res: AnyResponse, ctx: RequestContext, d: Decision, out: http.OutgoingHttpHeaders, path: string, downstreamExtra: Readonly<Record<string, string>>): void {
     const { host, ...rest } = out;
     const te = req.headers['te'];
     const up = this.#h2Session().request({
@@ -649,13 +819,15 @@ function reset(stream: Duplex): void {
 }
 
 interface RequestContext {
-  readonly req: AnyRequest;
-  readonly res: AnyResponse;
   readonly start: number;
   readonly info: ConnInfo;
   readonly st: InboundState;
   readonly prepared: PreparedRequest;
   readonly requestId: string;
+  readonly method: string;
+  readonly authority: string | undefined;
+  /** The request target as received. */
+  readonly url: string;
   flags: string;
   received: number;
   sent: number;
