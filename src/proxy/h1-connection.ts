@@ -18,6 +18,8 @@ export interface LocalReply {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
+  /** Close the connection after it (a refused request: what follows on the connection cannot be trusted). */
+  readonly close?: boolean;
 }
 
 export interface ForwardEnd {
@@ -58,7 +60,9 @@ export interface H1ConnectionOptions {
 
 /** Hop-by-hop headers of a response (not forwarded downstream), and the framing ones this module sets itself. */
 const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
-const STATUS_TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' };
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable',
+};
 
 type Ev = { readonly k: 'head'; readonly head: H1Head } | { readonly k: 'body'; readonly chunk: Buffer } | { readonly k: 'end' };
 
@@ -79,16 +83,22 @@ export class H1Exchange {
   #forward: Forward | undefined;
   #responded = false;
   #resChunked = false;
-  #resCloseDelimited = false;
   #status: number | undefined;
 
   constructor(conn: H1Connection, head: H1Head) {
     this.#conn = conn;
     this.head = head;
     let te: string | undefined;
+    let length = 0;
     const raw = head.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 17 && raw[i]!.toLowerCase() === 'transfer-encoding') te = te === undefined ? raw[i + 1]! : `${te}, ${raw[i + 1]!}`;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!;
+      if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') te = te === undefined ? raw[i + 1]! : `${te}, ${raw[i + 1]!}`;
+      else if (n.length === 14 && n.toLowerCase() === 'content-length') length = Number(raw[i + 1]);
+    }
     this.#chunked = te;
+    // The head is handed over before the parser reports the end of a request without a body: it is complete now.
+    this.requestComplete = te === undefined && !(length > 0) && !head.upgrade;
   }
 
   /** Ends the connection without a reply (a connection the configuration no longer accepts). */
@@ -107,7 +117,7 @@ export class H1Exchange {
     this.#state = 'replied';
     this.#pending = undefined;
     this.bytesSent = Buffer.byteLength(r.body);
-    const close = !this.requestComplete || !this.head.keepAlive || this.#conn.closing;
+    const close = r.close === true || !this.requestComplete || !this.head.keepAlive || this.#conn.closing;
     this.#conn.write(`HTTP/1.1 ${r.status} ${STATUS_TEXT[r.status] ?? 'Unknown'}\r\n${headerLines(r.headers)}content-length: ${this.bytesSent}\r\n${close ? 'connection: close\r\n' : ''}\r\n${r.body}`);
     this.#finish(close);
     this.#conn.resume('decide');
@@ -179,13 +189,10 @@ export class H1Exchange {
       if (RESPONSE_HOP.has(lower)) continue;
       lines += `${name}: ${raw[i + 1]!}\r\n`;
     }
-    const closeDelimited = !noBody && !chunked && !hasLength;
-    const v11 = this.head.versionMinor >= 1;
-    // A response that ends with the app's connection is sent on chunked to an HTTP/1.1 client, so that its
-    // connection survives; an HTTP/1.0 client gets it delimited by the close, as it came.
-    this.#resChunked = !noBody && (chunked || (closeDelimited && v11));
-    this.#resCloseDelimited = closeDelimited && !v11;
-    const close = this.#resCloseDelimited || !this.head.keepAlive || this.#conn.closing || !this.requestComplete;
+    // A response that ends with the app's connection goes on chunked, so that the client's connection survives
+    // (clients are HTTP/1.1: HTTP/1.0 is refused, as Envoy does by default).
+    this.#resChunked = !noBody && (chunked || !hasLength);
+    const close = !this.head.keepAlive || this.#conn.closing || !this.requestComplete;
     this.#conn.write(`HTTP/1.1 ${h.status} ${h.statusText}\r\n${lines}${f.responseHeaders}${this.#resChunked ? 'transfer-encoding: chunked\r\n' : ''}${close ? 'connection: close\r\n' : ''}\r\n`);
     return this.head.method === 'HEAD';
   }
@@ -205,7 +212,7 @@ export class H1Exchange {
     if (this.#state !== 'forwarding' || !this.#responded) return false;
     if (this.#resChunked) this.#conn.write('0\r\n\r\n');
     this.#forward!.end({ status: this.#status, flags: '-' });
-    this.#finish(this.#resCloseDelimited || !this.head.keepAlive || this.#conn.closing || !this.requestComplete);
+    this.#finish(!this.head.keepAlive || this.#conn.closing || !this.requestComplete);
     return true;
   }
 

@@ -144,7 +144,7 @@ export class H1Parser {
       }
     } finally {
       this.#executing = false;
-      // A close asked for inside a callback waits for the native parser to return.
+      // A close asked for inside a callback waits for the native parser to return (closing frees it).
       if (this.#closed) this.#p.close();
     }
   }
@@ -152,8 +152,14 @@ export class H1Parser {
   /** The peer ended its side: completes a message delimited by the end of the connection. */
   finish(): H1ParseError | undefined {
     if (this.#closed) return undefined;
-    const r = this.#p.finish();
-    return r === undefined || typeof r === 'number' ? undefined : new H1ParseError(r.code ?? 'HPE_UNKNOWN', r.reason ?? r.message);
+    this.#executing = true;
+    try {
+      const r = this.#p.finish();
+      return r === undefined || typeof r === 'number' ? undefined : new H1ParseError(r.code ?? 'HPE_UNKNOWN', r.reason ?? r.message);
+    } finally {
+      this.#executing = false;
+      if (this.#closed) this.#p.close();
+    }
   }
 
   close(): void {

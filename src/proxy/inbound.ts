@@ -566,10 +566,15 @@ export class InboundListener {
     const start = ex.start;
     const head = ex.head;
     const raw = head.rawHeaders;
-    const refuse = (status: 400 | 431, body: string, reason: string, authority = ''): void => {
-      ex.reply({ status, headers: { 'content-type': 'text/plain' }, body });
+    const refuse = (status: 400 | 426 | 431, body: string, reason: string, authority = ''): void => {
+      ex.reply({ status, headers: { 'content-type': 'text/plain' }, body, close: true });
       this.#refusal('http', start, info, status, 'DPE', reason, { method: head.method, authority, path: head.url, bytesSent: ex.bytesSent });
     };
+    if (head.versionMajor !== 1 || head.versionMinor !== 1) {
+      // Envoy's HTTP/1 codec refuses HTTP/1.0 unless accept_http_10 is set, which Istio leaves off by default.
+      refuse(426, 'Upgrade Required', `HTTP/${head.versionMajor}.${head.versionMinor} is not accepted`);
+      return;
+    }
     if (raw.length / 2 > this.#limits.maxHeaders) {
       refuse(431, 'Request Header Fields Too Large', `${raw.length / 2} headers (at most ${this.#limits.maxHeaders})`);
       return;
@@ -585,7 +590,7 @@ export class InboundListener {
     }
     const authority = headers['host'];
     // Two Host headers leave the authority ambiguous, and HTTP/1.1 requires one (node:http refuses both too).
-    if (hosts > 1 || (hosts === 0 && head.versionMinor >= 1)) {
+    if (hosts !== 1) {
       refuse(400, 'Bad Request', hosts > 1 ? 'more than one Host header' : 'HTTP/1.1 request without Host', authority);
       return;
     }
