@@ -108,6 +108,11 @@ export class JwtAuthenticator implements JwtVerifier {
     this.#now = options.now ?? Date.now;
   }
 
+  /** The payload of a token in the verified cache (a proxy's header edits read it without decoding again). */
+  verifiedPayload(token: string): Readonly<Record<string, unknown>> | undefined {
+    return this.#verified.get(token)?.decoded.payload as Readonly<Record<string, unknown>> | undefined;
+  }
+
   authenticate(tokens: readonly FoundToken[], _allRules: readonly JwtRuleRef[]): JwtOutcome {
     const results: Accepted[] = [];
     for (const found of tokens) {

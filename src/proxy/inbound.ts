@@ -501,7 +501,7 @@ export class InboundListener {
     const set: Record<string, string> = Object.create(null) as Record<string, string>;
     if (found.length > 0) {
       // The tokens verified (the request was allowed), so their payloads may be read; once each.
-      const payloads = found.map((f) => payloadOf(f.token));
+      const payloads = found.map((f) => (st.jwt?.verifiedPayload(f.token) as Record<string, unknown> | undefined) ?? payloadOf(f.token));
       const first = payloads[0];
       ctx.principal = typeof first?.['iss'] === 'string' && typeof first['sub'] === 'string' ? `${first['iss']}/${first['sub']}` : undefined;
       const edits = forwardingEdits(found, payloads);
