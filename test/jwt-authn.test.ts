@@ -277,6 +277,9 @@ test('authenticateAsync (signatures on the threadpool) gives the same outcome as
   assert.ok(first.kind === 'verified' && second.kind === 'verified' && third.kind === 'verified');
   assert.equal(third.jwt, second.jwt, 'the same request.auth view');
   assert.equal(first.jwt.principal, 'https://a.example/carol');
+  // The cached payload is handed over (a proxy's header edits read it); nothing for a token not admitted.
+  assert.equal(shared.verifiedPayload(t)?.['sub'], 'carol');
+  assert.equal(shared.verifiedPayload(await token(A, { sub: 'dave' })), undefined);
   // A flood of one-off tokens larger than the cache does not push out a token that is repeated.
   const small = new JwtAuthenticator({ keysFor: () => ({ keys: spy }), cacheSize: 8 });
   small.authenticate(found(t), [ref]);
