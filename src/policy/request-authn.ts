@@ -83,10 +83,24 @@ function afterPrefix(value: string, prefix: string): string | undefined {
 
 const NO_PARAMS: Pick<URLSearchParams, 'get'> = { get: () => null };
 
+/**
+ * The last extraction per prepared request: deciding extracts the tokens, and a proxy forwarding the allowed
+ * request needs the same list for its header edits. A prepared request is not changed once made.
+ */
+const lastExtraction = new WeakMap<PreparedRequest, { readonly rules: readonly JwtRuleRef[]; readonly found: FoundToken[] }>();
+
 /** The tokens every rule finds in the request, grouped by token value (same order as the rules). */
 export function extractTokens(rules: readonly JwtRuleRef[], r: PreparedRequest): FoundToken[] {
   const h = r.http;
   if (h === undefined) return [];
+  const last = lastExtraction.get(r);
+  if (last !== undefined && last.rules === rules) return last.found;
+  const found = extractTokensOnce(rules, h);
+  lastExtraction.set(r, { rules, found });
+  return found;
+}
+
+function extractTokensOnce(rules: readonly JwtRuleRef[], h: NonNullable<PreparedRequest['http']>): FoundToken[] {
   const byToken = new Map<string, { locations: string[]; sources: TokenSource[]; rules: JwtRuleRef[] }>();
   const add = (token: string, location: string, ref: JwtRuleRef, kind: TokenSource['kind'], name: string): void => {
     let e = byToken.get(token);

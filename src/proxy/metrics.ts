@@ -8,6 +8,14 @@ import type { OutboundEntry } from './outbound.ts';
  * (reporter="destination" for inbound traffic), and Rampart's decision counter. Label values are bounded by
  * what the mesh declares (principals, policies), never by request contents such as paths.
  */
+interface HttpChild {
+  readonly requests: { inc(n?: number): void };
+  readonly duration: { observe(v: number): void };
+  readonly decisions: { inc(n?: number): void };
+  /** Requests counted since the last scrape. */
+  pending: number;
+}
+
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly #requests: Counter<string>;
@@ -24,7 +32,7 @@ export class ProxyMetrics {
    * Label-bound children by label values: prom-client validates and hashes a labels object on every inc/observe,
    * which was a tenth of a sidecar's per-request work. The key space is bounded like the labels themselves.
    */
-  readonly #httpChildren = new Map<string, { requests: { inc(): void }; duration: { observe(v: number): void }; decisions: { inc(): void } }>();
+  readonly #httpChildren = new Map<string, HttpChild>();
 
   /** The mesh's trust domain, for the destination principal of outbound traffic. */
   readonly #trustDomain: string;
@@ -35,7 +43,10 @@ export class ProxyMetrics {
     this.#ownPrincipal = ownPrincipal;
     const registers = [this.registry];
     const common = ['reporter', 'source_principal', 'destination_workload', 'destination_workload_namespace', 'destination_principal', 'connection_security_policy'] as const;
-    this.#requests = new Counter({ name: 'istio_requests_total', help: 'Requests handled, as Istio counts them.', labelNames: [...common, 'request_protocol', 'response_code', 'response_flags'], registers });
+    // Request and decision counts are kept per child and handed to prom-client when it is scraped: even a
+    // label-bound child hashes its labels on every inc().
+    const collect = (): void => this.#flush();
+    this.#requests = new Counter({ name: 'istio_requests_total', help: 'Requests handled, as Istio counts them.', labelNames: [...common, 'request_protocol', 'response_code', 'response_flags'], registers, collect });
     this.#duration = new Histogram({
       name: 'istio_request_duration_milliseconds', help: 'Request duration in milliseconds, as Istio measures it.',
       labelNames: [...common, 'request_protocol', 'response_code'], registers,
@@ -45,7 +56,7 @@ export class ProxyMetrics {
     this.#tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed.', labelNames: [...common], registers });
     this.#tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received on TCP connections.', labelNames: [...common], registers });
     this.#tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent on TCP connections.', labelNames: [...common], registers });
-    this.#decisions = new Counter({ name: 'rampart_decisions_total', help: 'Authorization decisions by outcome, deciding layer and policy.', labelNames: ['kind', 'decision', 'decided_by', 'policy'], registers });
+    this.#decisions = new Counter({ name: 'rampart_decisions_total', help: 'Authorization decisions by outcome, deciding layer and policy.', labelNames: ['kind', 'decision', 'decided_by', 'policy'], registers, collect });
     this.#refused = new Counter({ name: 'rampart_connections_refused_total', help: 'Connections refused before any request (plaintext to STRICT, bad peer certificate, malformed HTTP).', labelNames: ['reason'], registers });
   }
 
@@ -80,14 +91,26 @@ export class ProxyMetrics {
         requests: this.#requests.labels({ ...labelsOf(), request_protocol: 'http', response_code: code, response_flags: e.responseFlags }),
         duration: this.#duration.labels({ ...labelsOf(), request_protocol: 'http', response_code: code }),
         decisions: this.#decisions.labels({ kind: 'http', decision: e.decision, decided_by: e.decidedBy, policy: e.policy ?? '' }),
+        pending: 0,
       };
       // Bounded: a pathological spread of principals cannot grow this without limit (prom-client keeps its own series).
-      if (this.#httpChildren.size > 10_000) this.#httpChildren.clear();
+      if (this.#httpChildren.size > 10_000) {
+        this.#flush();
+        this.#httpChildren.clear();
+      }
       this.#httpChildren.set(key, c);
     }
-    c.requests.inc();
+    c.pending++;
     c.duration.observe(e.durationMs);
-    c.decisions.inc();
+  }
+
+  #flush(): void {
+    for (const c of this.#httpChildren.values()) {
+      if (c.pending === 0) continue;
+      c.requests.inc(c.pending);
+      c.decisions.inc(c.pending);
+      c.pending = 0;
+    }
   }
 
   /** An inbound TCP connection opened to the app (counted when it opens; the rest when it closes). */
