@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { upstreamEdits } from '../src/jwt/forwarding.ts';
+import { claimHeaderValue, upstreamEdits } from '../src/jwt/forwarding.ts';
 import type { FoundToken, JwtRuleRef } from '../src/policy/request-authn.ts';
 import type { JwtRule } from '../src/resources/types.ts';
 
@@ -36,4 +36,23 @@ test('a header that is set is not also removed (a claim output may reuse the tok
   const e = edits({ outputClaimToHeaders: [{ header: 'Authorization', claim: 'sub' }] });
   assert.deepEqual(e.removeHeaders, []);
   assert.equal(e.setHeaders['authorization'], 's');
+});
+
+test('a claim becomes a header value only without control characters; non-ASCII as its UTF-8 bytes', () => {
+  const rows: Array<[string, string | undefined]> = [
+    ['plain', 'plain'],
+    ['with\ttab', 'with\ttab'],
+    ['x\r\nTransfer-Encoding: chunked', undefined],
+    ['line\nfeed', undefined],
+    ['nul\u0000', undefined],
+    ['del\u007f', undefined],
+    ['café', Buffer.from('café', 'utf8').toString('latin1')],
+  ];
+  for (const [claim, want] of rows) assert.equal(claimHeaderValue(claim), want, JSON.stringify(claim));
+  // Through upstreamEdits: the header is left out, the others still set.
+  const evil = { iss: 'i', sub: 'a\r\nx-injected: 1', name: 'ok' };
+  const t = `h.${Buffer.from(JSON.stringify(evil)).toString('base64url')}.s`;
+  const r = ref({ outputClaimToHeaders: [{ header: 'x-sub', claim: 'sub' }, { header: 'x-name', claim: 'name' }] });
+  const found: FoundToken = { token: t, locations: ['authorization'], sources: [{ kind: 'header', name: 'authorization', rule: r }], rules: [r] };
+  assert.deepEqual(upstreamEdits([found], new Map([[t, [r]]]), new Map([[t, evil]])).setHeaders, { 'x-name': 'ok' });
 });

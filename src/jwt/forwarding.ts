@@ -24,6 +24,16 @@ function claimAt(payload: Readonly<Record<string, unknown>>, path: string): stri
   return typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v)) ? String(v) : undefined;
 }
 
+/**
+ * A claim as a header value: none when it holds control characters (CR, LF, NUL…: a signed token must not be able
+ * to add headers or split the request on its way to the app), its UTF-8 bytes one character each otherwise, as
+ * HTTP/1.1 carries header bytes (proxies write header text as latin1).
+ */
+export function claimHeaderValue(v: string): string | undefined {
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(v)) return undefined;
+  return /[^\x00-\x7f]/.test(v) ? Buffer.from(v, 'utf8').toString('latin1') : v;
+}
+
 /** Edits for verified tokens; `accepted` are the rules that accepted each token (by token value). */
 export function upstreamEdits(found: readonly FoundToken[], accepted: ReadonlyMap<string, readonly JwtRuleRef[]>, payloads: ReadonlyMap<string, Readonly<Record<string, unknown>>>): UpstreamEdits {
   const remove = new Set<string>();
@@ -38,7 +48,8 @@ export function upstreamEdits(found: readonly FoundToken[], accepted: ReadonlyMa
       const out = ref.rule.outputPayloadToHeader;
       if (out !== undefined && out !== '') set[out.toLowerCase()] = f.token.split('.')[1] ?? '';
       for (const c of ref.rule.outputClaimToHeaders ?? []) {
-        const v = claimAt(payload, c.claim);
+        const claim = claimAt(payload, c.claim);
+        const v = claim === undefined ? undefined : claimHeaderValue(claim);
         if (v !== undefined) set[c.header.toLowerCase()] = v;
       }
     }

@@ -118,7 +118,8 @@ export class H1Exchange {
     this.#pending = undefined;
     this.bytesSent = Buffer.byteLength(r.body);
     const close = r.close === true || !this.requestComplete || !this.head.keepAlive || this.#conn.closing;
-    this.#conn.write(`HTTP/1.1 ${r.status} ${STATUS_TEXT[r.status] ?? 'Unknown'}\r\n${headerLines(r.headers)}content-length: ${this.bytesSent}\r\n${close ? 'connection: close\r\n' : ''}\r\n${r.body}`);
+    this.#conn.write(`HTTP/1.1 ${r.status} ${STATUS_TEXT[r.status] ?? 'Unknown'}\r\n${headerLines(r.headers)}content-length: ${this.bytesSent}\r\n${close ? 'connection: close\r\n' : ''}\r\n`, 'latin1');
+    if (r.body !== '') this.#conn.write(r.body);
     this.#finish(close);
     this.#conn.resume('decide');
   }
@@ -129,7 +130,8 @@ export class H1Exchange {
     this.#state = 'forwarding';
     this.#forward = f;
     const up = this.#conn.upstream();
-    up.write(`${f.head}${this.#chunked === undefined ? '' : `transfer-encoding: ${this.#chunked}\r\n`}\r\n`);
+    // Header text is bytes as llhttp read them (one character each): written back the same way.
+    up.write(`${f.head}${this.#chunked === undefined ? '' : `transfer-encoding: ${this.#chunked}\r\n`}\r\n`, 'latin1');
     const pending = this.#pending;
     this.#pending = undefined;
     if (pending !== undefined) for (const c of pending) this.#sendBody(c);
@@ -171,7 +173,7 @@ export class H1Exchange {
         this.#conn.destroy();
         return false;
       }
-      this.#conn.write(`HTTP/1.1 ${h.status} ${h.statusText}\r\n${rawLines(h.rawHeaders)}\r\n`);
+      this.#conn.write(`HTTP/1.1 ${h.status} ${h.statusText}\r\n${rawLines(h.rawHeaders)}\r\n`, 'latin1');
       return false;
     }
     this.#responded = true;
@@ -193,7 +195,7 @@ export class H1Exchange {
     // (clients are HTTP/1.1: HTTP/1.0 is refused, as Envoy does by default).
     this.#resChunked = !noBody && (chunked || !hasLength);
     const close = !this.head.keepAlive || this.#conn.closing || !this.requestComplete;
-    this.#conn.write(`HTTP/1.1 ${h.status} ${h.statusText}\r\n${lines}${f.responseHeaders}${this.#resChunked ? 'transfer-encoding: chunked\r\n' : ''}${close ? 'connection: close\r\n' : ''}\r\n`);
+    this.#conn.write(`HTTP/1.1 ${h.status} ${h.statusText}\r\n${lines}${f.responseHeaders}${this.#resChunked ? 'transfer-encoding: chunked\r\n' : ''}${close ? 'connection: close\r\n' : ''}\r\n`, 'latin1');
     return this.head.method === 'HEAD';
   }
 
@@ -346,8 +348,8 @@ export class H1Connection {
   }
 
   /** @internal */
-  write(data: string | Buffer): boolean {
-    return this.#socket.write(data);
+  write(data: string | Buffer, encoding?: BufferEncoding): boolean {
+    return encoding === undefined ? this.#socket.write(data) : this.#socket.write(data, encoding);
   }
 
   /** @internal pauses reading from the client for a reason; it resumes when no reason is left. */

@@ -66,6 +66,9 @@ before(async () => {
         res.writeHead(200, { 'content-length': '100' });
         res.write('partial');
         setTimeout(() => req.socket.destroy(), 20);
+      } else if (path === '/bytes') {
+        // Header text is bytes: node:http reads it as latin1, and writes it back the same way.
+        res.writeHead(200, { 'x-back': String(req.headers['x-name']), 'content-length': '0' }).end();
       } else if (path === '/head') {
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '11' }).end(req.method === 'HEAD' ? undefined : 'hello world');
       } else {
@@ -298,4 +301,10 @@ test('a body that stops coming gets 408 within the request timeout; the app\'s c
   const line = await proxy.waitFor('408 entry', (l) => l['path'] === '/echo' && l['status'] === 408);
   assert.equal(line['responseFlags'], 'DPE');
   await waitUntil('the app connection closed', () => ([...appConnections].every((s) => s.destroyed || s.readyState !== 'open') ? true : undefined), 3_000);
+});
+
+test('header bytes above 0x7f reach the app and come back unchanged (no re-encoding)', async () => {
+  const r = await raw(Buffer.concat([Buffer.from('GET /bytes HTTP/1.1\r\nHost: h\r\nX-Name: caf'), Buffer.from([0xc3, 0xa9]), Buffer.from('\r\nConnection: close\r\n\r\n')]));
+  const bytes = Buffer.from(r.text, 'latin1');
+  assert.ok(bytes.includes(Buffer.concat([Buffer.from('x-back: caf'), Buffer.from([0xc3, 0xa9]), Buffer.from('\r\n')])), JSON.stringify(r.text));
 });
