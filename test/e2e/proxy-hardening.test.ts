@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeCaDir } from '../../src/io/ca-dir.ts';
 import { newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
+import { loopbackAddress, rawExchange, startProxy, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * What a hostile or broken client meets: request smuggling shapes refused before any policy or app sees them,
@@ -71,19 +71,8 @@ after(async () => {
 });
 
 /** Writes raw bytes and reads until the server closes (or `waitMs`); the text received and how long it took. */
-async function raw(text: string, waitMs = 5_000): Promise<{ text: string; ms: number; closed: boolean }> {
-  const start = Date.now();
-  const s = net.connect({ host: HOST, port: 8000 });
-  await once(s, 'connect');
-  s.write(text);
-  let got = '';
-  s.on('data', (c: Buffer) => (got += c.toString('latin1')));
-  const closed = await Promise.race([
-    new Promise<boolean>((r) => s.once('close', () => r(true))),
-    new Promise<boolean>((r) => setTimeout(() => r(false), waitMs)),
-  ]);
-  s.destroy();
-  return { text: got, ms: Date.now() - start, closed };
+function raw(text: string, waitMs = 5_000): Promise<{ text: string; ms: number; closed: boolean }> {
+  return rawExchange(HOST, 8000, text, waitMs);
 }
 
 const smuggling: Array<{ name: string; request: string }> = [

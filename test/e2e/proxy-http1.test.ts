@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeCaDir } from '../../src/io/ca-dir.ts';
 import { newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy, waitUntil, type RunningProxy } from '../support/proxy.ts';
+import { loopbackAddress, rawExchange, startProxy, waitUntil, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * HTTP/1.1 framing through the inbound sidecar, against an app whose answers are scripted by path: pipelining,
@@ -123,18 +123,8 @@ after(async () => {
 });
 
 /** Writes raw bytes, then reads until the sidecar closes or `waitMs` passes. */
-async function raw(text: string | Buffer, waitMs = 3_000, port = 8000): Promise<{ text: string; closed: boolean }> {
-  const s = net.connect({ host: HOST, port });
-  await once(s, 'connect');
-  s.write(text);
-  let got = '';
-  s.on('data', (c: Buffer) => (got += c.toString('latin1')));
-  const closed = await Promise.race([
-    new Promise<boolean>((r) => s.once('close', () => r(true))),
-    new Promise<boolean>((r) => setTimeout(() => r(false), waitMs)),
-  ]);
-  s.destroy();
-  return { text: got, closed };
+function raw(text: string | Buffer, waitMs = 3_000, port = 8000): Promise<{ text: string; closed: boolean }> {
+  return rawExchange(HOST, port, text, waitMs);
 }
 
 /** Requests over one kept-alive connection with node:http's client; the bodies and whether the socket was reused. */

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import net from 'node:net';
 import { join } from 'node:path';
 
 /** `rampart proxy` as a child process, its JSON log lines collected as they come. */
@@ -61,4 +62,20 @@ export async function startProxy(args: readonly string[], env: NodeJS.ProcessEnv
       await once(child, 'exit');
     },
   };
+}
+
+/** Writes raw bytes to host:port, then reads (as latin1) until the server closes or `waitMs` passes. */
+export async function rawExchange(host: string, port: number, data: string | Buffer, waitMs: number): Promise<{ text: string; ms: number; closed: boolean }> {
+  const start = Date.now();
+  const s = net.connect({ host, port });
+  await once(s, 'connect');
+  s.write(data);
+  let text = '';
+  s.on('data', (c: Buffer) => (text += c.toString('latin1')));
+  const closed = await Promise.race([
+    new Promise<boolean>((r) => s.once('close', () => r(true))),
+    new Promise<boolean>((r) => setTimeout(() => r(false), waitMs)),
+  ]);
+  s.destroy();
+  return { text, ms: Date.now() - start, closed };
 }
