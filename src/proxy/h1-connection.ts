@@ -53,6 +53,8 @@ export interface H1ConnectionOptions {
   readonly maxHeaderBytes: number;
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Idle time allowed on a WebSocket tunnel (the TCP proxy's). */
+  readonly tunnelIdleTimeoutMs: number;
   readonly target: { readonly host: string; readonly port: number };
   readonly handler: H1Handler;
   readonly onClose: () => void;
@@ -83,6 +85,13 @@ export class H1Exchange {
   #forward: Forward | undefined;
   #responded = false;
   #resChunked = false;
+  /**
+   * A WebSocket handshake (GET with `Upgrade: websocket`, no body): forwarded with its upgrade headers, and when the
+   * app answers 101 the connection becomes a tunnel between client and app, as Istio's sidecars allow by default.
+   */
+  readonly webSocket: boolean;
+  /** The app answered 101: bytes now pass both ways unparsed. */
+  tunnelled = false;
   #status: number | undefined;
 
   constructor(conn: H1Connection, head: H1Head) {
@@ -99,6 +108,9 @@ export class H1Exchange {
     this.#chunked = te;
     // The head is handed over before the parser reports the end of a request without a body: it is complete now.
     this.requestComplete = te === undefined && !(length > 0) && !head.upgrade;
+    let upgrade = '';
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 7 && raw[i]!.toLowerCase() === 'upgrade') upgrade += raw[i + 1]!.toLowerCase();
+    this.webSocket = head.upgrade && head.method === 'GET' && te === undefined && !(length > 0) && upgrade.split(/[\s,]+/).includes('websocket');
   }
 
   /** Ends the connection without a reply (a connection the configuration no longer accepts). */
@@ -109,6 +121,10 @@ export class H1Exchange {
 
   get deciding(): boolean {
     return this.#state === 'deciding';
+  }
+
+  get forwarding(): boolean {
+    return this.#state === 'forwarding';
   }
 
   /** Answers locally (a denial, a refusal); the connection closes after it when the request body is still coming. */
@@ -170,7 +186,16 @@ export class H1Exchange {
     if (h.status < 200) {
       // 100 Continue and other interim responses go through as they are; the final one follows.
       if (h.status === 101) {
-        this.#conn.destroy();
+        if (!this.webSocket) {
+          this.#conn.destroy();
+          return false;
+        }
+        // The handshake's answer goes through whole (Connection, Upgrade, Sec-WebSocket-Accept…).
+        this.#responded = true;
+        this.#status = 101;
+        this.tunnelled = true;
+        this.#conn.write(`HTTP/1.1 101 ${h.statusText}\r\n${rawLines(h.rawHeaders)}\r\n`, 'latin1');
+        this.#conn.startTunnel();
         return false;
       }
       this.#conn.write(`HTTP/1.1 ${h.status} ${h.statusText}\r\n${rawLines(h.rawHeaders)}\r\n`, 'latin1');
@@ -194,7 +219,8 @@ export class H1Exchange {
     // A response that ends with the app's connection goes on chunked, so that the client's connection survives
     // (clients are HTTP/1.1: HTTP/1.0 is refused, as Envoy does by default).
     this.#resChunked = !noBody && (chunked || !hasLength);
-    const close = !this.head.keepAlive || this.#conn.closing || !this.requestComplete;
+    // A WebSocket handshake the app did not take: the client's connection is already carrying frames.
+    const close = this.webSocket || !this.head.keepAlive || this.#conn.closing || !this.requestComplete;
     this.#conn.write(`HTTP/1.1 ${h.status} ${h.statusText}\r\n${lines}${f.responseHeaders}${this.#resChunked ? 'transfer-encoding: chunked\r\n' : ''}${close ? 'connection: close\r\n' : ''}\r\n`, 'latin1');
     return this.head.method === 'HEAD';
   }
@@ -211,10 +237,10 @@ export class H1Exchange {
 
   /** @internal the app's response is complete (a 1xx is not the end). */
   responseEnd(): boolean {
-    if (this.#state !== 'forwarding' || !this.#responded) return false;
+    if (this.#state !== 'forwarding' || !this.#responded || this.tunnelled) return false;
     if (this.#resChunked) this.#conn.write('0\r\n\r\n');
     this.#forward!.end({ status: this.#status, flags: '-' });
-    this.#finish(!this.head.keepAlive || this.#conn.closing || !this.requestComplete);
+    this.#finish(this.webSocket || !this.head.keepAlive || this.#conn.closing || !this.requestComplete);
     return true;
   }
 
@@ -222,6 +248,13 @@ export class H1Exchange {
   upstreamFailed(reason: UpstreamFailure): void {
     if (this.#state !== 'forwarding') return;
     const f = this.#forward!;
+    if (this.tunnelled) {
+      // The app closed its side of the tunnel: the end of the exchange, not a failure.
+      this.#state = 'done';
+      f.end({ status: 101, flags: '-' });
+      this.#conn.destroy();
+      return;
+    }
     if (this.#responded) {
       this.#state = 'done';
       f.end({ status: this.#status, flags: 'UR' });
@@ -251,7 +284,7 @@ export class H1Exchange {
   downstreamClosed(): void {
     if (this.#state === 'forwarding') {
       this.#state = 'done';
-      this.#forward!.end({ status: this.#status, flags: 'DC' });
+      this.#forward!.end({ status: this.#status, flags: this.tunnelled ? '-' : 'DC' });
     } else if (this.#state === 'deciding') this.#state = 'done';
   }
 
@@ -284,6 +317,10 @@ export class H1Connection {
   #corkedUp: net.Socket | undefined;
   #closing = false;
   #closed = false;
+  /** Client bytes go to the app unparsed (an accepted WebSocket handshake). */
+  #tunnelUp = false;
+  /** App bytes go to the client unparsed (the app answered 101). */
+  #tunnelDown = false;
 
   constructor(socket: Duplex, options: H1ConnectionOptions) {
     this.#socket = socket;
@@ -304,6 +341,8 @@ export class H1Connection {
         this.#requestStart = 0;
         this.#dispatch({ k: 'end' });
       },
+      // A WebSocket handshake still being decided or forwarded: what follows is the client's WebSocket frames.
+      upgraded: () => this.#cur?.webSocket === true && (this.#cur.deciding || this.#cur.forwarding),
     });
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.#onDownEnd());
@@ -339,7 +378,7 @@ export class H1Connection {
 
   /** Idle timeout of the socket: only an idle connection is closed (in-flight requests have their own limits). */
   onIdle(): void {
-    if (!this.busy) this.destroy();
+    if (!this.busy || this.#tunnelUp) this.destroy();
   }
 
   destroy(): void {
@@ -380,6 +419,11 @@ export class H1Connection {
     this.#socket.once('drain', () => up.resume());
   }
 
+  /** @internal the app answered a WebSocket handshake with 101: its bytes now go to the client as they come. */
+  startTunnel(): void {
+    this.#tunnelDown = true;
+  }
+
   /** @internal the connection to the app, opened on first use. */
   upstream(): net.Socket {
     let up = this.#up;
@@ -389,6 +433,7 @@ export class H1Connection {
       const u = up;
       const parser = new H1Parser('response', 0, {
         begin: () => undefined,
+        upgraded: () => this.#tunnelDown,
         head: (h) => {
           this.#upFinal = h.status >= 200;
           if (this.#upFinal) this.#upReusable = h.keepAlive;
@@ -407,10 +452,16 @@ export class H1Connection {
       });
       this.#upParser = parser;
       u.on('data', (chunk: Buffer) => {
+        if (this.#tunnelDown) {
+          if (!this.#socket.write(chunk)) this.waitDownstreamDrain();
+          return;
+        }
         this.#socket.cork();
-        const err = parser.execute(chunk);
+        const r = parser.execute(chunk);
         this.#socket.uncork();
-        if (err !== undefined) this.#upstreamGone(u, 'protocol error');
+        if (Buffer.isBuffer(r)) {
+          if (r.length > 0 && !this.#socket.write(r)) this.waitDownstreamDrain();
+        } else if (r !== undefined) this.#upstreamGone(u, 'protocol error');
       });
       u.on('end', () => {
         // A response delimited by the end of the connection is complete now.
@@ -465,9 +516,19 @@ export class H1Connection {
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#tunnelUp) {
+      this.#cur?.body(chunk);
+      return;
+    }
     this.#inDown = true;
-    const err = this.#parser.execute(chunk);
+    let err = this.#parser.execute(chunk);
     this.#inDown = false;
+    if (Buffer.isBuffer(err)) {
+      this.#tunnelUp = true;
+      (this.#socket as net.Socket).setTimeout(this.#o.tunnelIdleTimeoutMs);
+      if (err.length > 0) this.#cur?.body(err);
+      err = undefined;
+    }
     // An error found in the same read as the head cuts the app's connection before anything was sent on it.
     if (err !== undefined) this.#protocolError(err, err.llhttpCode === 'HPE_HEADER_OVERFLOW' ? 431 : 400, `malformed HTTP (${err.llhttpCode})`);
     const corked = this.#corkedUp;

@@ -88,14 +88,24 @@ export interface H1Events {
   head(head: H1Head): boolean;
   body(chunk: Buffer): void;
   complete(): void;
+  /**
+   * A message with an upgrade (a WebSocket handshake, or a 101 answering one) is complete: return true when the
+   * connection now carries the upgraded protocol, and execute() hands back the bytes after the message instead
+   * of parsing them; false to go on reading HTTP.
+   */
+  upgraded?(): boolean;
 }
 
 export class H1Parser {
   readonly #p: LlhttpParser;
+  #events!: H1Events;
   #headers: string[] = [];
   #url = '';
   #closed = false;
   #executing = false;
+  /** The message just completed had an upgrade. */
+  #upgradeDone = false;
+  #upgradeHead = false;
 
   constructor(kind: 'request' | 'response', maxHeaderBytes: number, events: H1Events) {
     if (binding === undefined) throw new RampartError('ERR_HTTP1_PARSER_UNAVAILABLE', 'this Node.js does not expose its HTTP/1.1 parser');
@@ -118,6 +128,7 @@ export class H1Parser {
       }
       const fullUrl = this.#url + (url ?? '');
       this.#url = '';
+      this.#upgradeHead = upgrade;
       const skipBody = events.head({
         versionMajor, versionMinor, method: method === undefined ? '' : methods[method] ?? '', url: fullUrl, status: status ?? 0, statusText: statusText ?? '',
         rawHeaders, upgrade, keepAlive,
@@ -125,13 +136,21 @@ export class H1Parser {
       return skipBody ? 1 : 0;
     };
     p[B.kOnBody] = (chunk: Buffer): void => events.body(chunk);
-    p[B.kOnMessageComplete] = (): void => events.complete();
+    p[B.kOnMessageComplete] = (): void => {
+      this.#upgradeDone = this.#upgradeHead;
+      this.#upgradeHead = false;
+      events.complete();
+    };
+    this.#events = events;
     p[B.kOnExecute] = (): void => undefined;
     this.#p = p;
   }
 
-  /** Parses a chunk; messages after an upgrade request are parsed as further messages (the upgrade is not taken). */
-  execute(data: Buffer): H1ParseError | undefined {
+  /**
+   * Parses a chunk. After a message with an upgrade that `upgraded()` takes, the bytes that follow it are returned
+   * (possibly none) and the parser reads no more; an upgrade not taken is read past as further messages.
+   */
+  execute(data: Buffer): H1ParseError | Buffer | undefined {
     if (this.#closed) return undefined;
     let rest = data;
     this.#executing = true;
@@ -139,6 +158,13 @@ export class H1Parser {
       for (;;) {
         const r = this.#p.execute(rest);
         if (typeof r !== 'number') return new H1ParseError(r.code ?? 'HPE_UNKNOWN', r.reason ?? r.message);
+        if (this.#upgradeDone) {
+          this.#upgradeDone = false;
+          if (!this.#closed && this.#events.upgraded?.() === true) {
+            this.close();
+            return rest.subarray(r);
+          }
+        }
         if (r >= rest.length || this.#closed) return undefined;
         rest = rest.subarray(r);
       }

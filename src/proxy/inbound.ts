@@ -540,7 +540,7 @@ export class InboundListener {
     const info = this.#conns.get(stream)!;
     const l = this.#limits;
     const conn: H1Connection = new H1Connection(stream, {
-      maxHeaderBytes: l.maxHeaderBytes, headersTimeoutMs: l.headersTimeoutMs, requestTimeoutMs: l.requestTimeoutMs,
+      maxHeaderBytes: l.maxHeaderBytes, headersTimeoutMs: l.headersTimeoutMs, requestTimeoutMs: l.requestTimeoutMs, tunnelIdleTimeoutMs: l.tcpIdleTimeoutMs,
       target: { host: '127.0.0.1', port: this.#o.port.targetPort },
       handler: {
         request: (ex) => this.#onH1Request(ex, info),
@@ -634,6 +634,7 @@ export class InboundListener {
       head += `${name}: ${raw[i + 1]!}\r\n`;
     }
     for (const k in set) head += `${k}: ${set[k]!}\r\n`;
+    if (ex.webSocket) head += 'connection: upgrade\r\nupgrade: websocket\r\n';
     let responseHeaders = '';
     if (downstreamExtra !== undefined) for (const k in downstreamExtra) responseHeaders += `${k}: ${downstreamExtra[k]!}\r\n`;
     const debugId: Record<string, string> = ctx.st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId } : {};

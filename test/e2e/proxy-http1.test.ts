@@ -76,6 +76,14 @@ before(async () => {
       }
     });
   });
+  // A WebSocket endpoint reduced to what a proxy sees: the 101 handshake, then bytes echoed back as they come.
+  app.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    if (head.length > 0) socket.write(head);
+    socket.on('data', (c: Buffer) => socket.write(c));
+    socket.on('end', () => socket.end());
+  });
   app.on('connection', (s: net.Socket) => {
     appConnections.add(s);
     s.once('close', () => appConnections.delete(s));
@@ -297,4 +305,31 @@ test('header bytes above 0x7f reach the app and come back unchanged (no re-encod
   const r = await raw(Buffer.concat([Buffer.from('GET /bytes HTTP/1.1\r\nHost: h\r\nX-Name: caf'), Buffer.from([0xc3, 0xa9]), Buffer.from('\r\nConnection: close\r\n\r\n')]));
   const bytes = Buffer.from(r.text, 'latin1');
   assert.ok(bytes.includes(Buffer.concat([Buffer.from('x-back: caf'), Buffer.from([0xc3, 0xa9]), Buffer.from('\r\n')])), JSON.stringify(r.text));
+});
+
+test('a WebSocket handshake becomes a tunnel when the app answers 101; frames pass both ways; logged at its end', async () => {
+  const s = net.connect({ host: HOST, port: 8000 });
+  await once(s, 'connect');
+  let got = '';
+  s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+  // The first frame rides in the same write as the handshake, before any answer.
+  s.write('GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nframe-1|');
+  await waitUntil('the 101 and the first echo', () => (got.endsWith('frame-1|') ? true : undefined), 5_000, () => JSON.stringify(got));
+  assert.match(got, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+  assert.match(got, /\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/i);
+  s.write('GET /not-http HTTP/1.1\r\n\r\n');
+  await waitUntil('the second echo, unparsed', () => (got.endsWith('GET /not-http HTTP/1.1\r\n\r\n') ? true : undefined), 5_000, () => JSON.stringify(got));
+  s.end();
+  await once(s, 'close');
+  const line = await proxy.waitFor('tunnel entry', (l) => l['path'] === '/ws');
+  assert.equal(line['status'], 101);
+  assert.equal(line['responseFlags'], '-');
+  assert.equal(line['decision'], 'ALLOW');
+});
+
+test('a WebSocket handshake is decided like any request: denied, it gets 403 and no tunnel', async () => {
+  const r = await raw('GET /admin HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nframe');
+  assert.match(r.text, /^HTTP\/1\.1 403 /);
+  assert.ok(r.closed);
+  assert.doesNotMatch(r.text, /frame/);
 });
