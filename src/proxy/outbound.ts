@@ -107,6 +107,7 @@ export class OutboundProxy {
     if (this.#o.httpProxyPort !== undefined) {
       const server = http.createServer((req, res) => this.#proxyRequest(req, res));
       server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void this.#proxyConnect(req, socket, head));
+      server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void this.#proxyUpgrade(req, socket, head));
       await listenOn(server, this.#o.httpProxyPort);
       this.#httpProxy = server;
       this.#ports.set('http-proxy', (server.address() as net.AddressInfo).port);
@@ -217,6 +218,55 @@ export class OutboundProxy {
     if (head.length > 0) c.socket.write(head);
     const bytes = countBytes(client, c.socket);
     pipeBoth(client, c.socket, () => this.#log('connect', start, target, c, 200, undefined, {}, bytes));
+  }
+
+  /**
+   * A WebSocket handshake sent to the HTTP proxy (absolute-form): a connection of its own to the destination (mTLS
+   * in the mesh, as any other), the handshake forwarded with its upgrade headers, then bytes both ways; the
+   * destination's sidecar decides it and tunnels it to its app.
+   */
+  async #proxyUpgrade(req: http.IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
+    const start = Date.now();
+    client.on('error', () => client.destroy());
+    const answer = (status: number, text: string): void => {
+      client.end(`HTTP/1.1 ${status} ${text}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+    };
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '');
+      if (url.protocol !== 'http:' && url.protocol !== 'ws:') throw new Error('only http:// targets');
+    } catch {
+      answer(400, 'Bad Request');
+      return;
+    }
+    if (String(req.headers['upgrade'] ?? '').toLowerCase() !== 'websocket') {
+      answer(400, 'Bad Request');
+      return;
+    }
+    const port = url.port === '' ? 80 : Number(url.port);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const destination = `${host}:${port}`;
+    const extra = { method: req.method ?? 'GET', path: url.pathname };
+    let c: Connected;
+    try {
+      c = await this.connect(host, port);
+    } catch (err) {
+      const status = err instanceof OutboundError ? err.status : 503;
+      answer(status, status === 502 ? 'Bad Gateway' : 'Service Unavailable');
+      this.#log('http-proxy', start, destination, undefined, status, (err as Error).message, extra);
+      return;
+    }
+    let text = `${req.method ?? 'GET'} ${url.pathname}${url.search} HTTP/1.1\r\n`;
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!.toLowerCase();
+      if (k === 'proxy-connection' || k === 'proxy-authorization' || k === 'keep-alive') continue;
+      text += `${raw[i]!}: ${raw[i + 1]!}\r\n`;
+    }
+    c.socket.write(`${text}\r\n`, 'latin1');
+    if (head.length > 0) c.socket.write(head);
+    const bytes = countBytes(client, c.socket);
+    pipeBoth(client, c.socket, () => this.#log('http-proxy', start, destination, c, undefined, undefined, extra, bytes));
   }
 
   #agentFor(dest: string, create: () => http.Agent): http.Agent {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeCaDir } from '../../src/io/ca-dir.ts';
 import { newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
+import { loopbackAddress, startProxy, waitUntil, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * Two workloads, each with its sidecar as a child process: sleep's app (this test) reaches httpbin through its
@@ -79,6 +79,12 @@ before(async () => {
       const out = JSON.stringify({ method: req.method, path: req.url, headers: req.headers, body });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) }).end(out);
     });
+  });
+  // WebSocket reduced to what proxies see: the 101 handshake, then bytes echoed back.
+  app.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Seen-Xfcc: ${String(req.headers['x-forwarded-client-cert'] ?? '').includes('sa/sleep') ? 'sleep' : 'none'}\r\n\r\n`);
+    socket.on('data', (c: Buffer) => socket.write(c));
+    socket.on('end', () => socket.end());
   });
   app.listen(0, '127.0.0.1');
   await once(app, 'listening');
@@ -183,4 +189,22 @@ test('outside the mesh: ALLOW_ANY connects directly; REGISTRY_ONLY (after a relo
   assert.match(blocked.body, /REGISTRY_ONLY/);
   // Mesh destinations are unaffected.
   assert.equal((await viaProxy('http://httpbin.default:8000/still')).status, 200);
+});
+
+test('a WebSocket through the HTTP proxy: both sidecars tunnel it after the app\'s 101, over mTLS as sleep', async () => {
+  const s = net.connect({ host: '127.0.0.1', port: outboundPort });
+  await once(s, 'connect');
+  let got = '';
+  s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+  s.write('GET http://httpbin.default:8000/ws HTTP/1.1\r\nHost: httpbin.default:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  await waitUntil('the 101', () => (got.includes('\r\n\r\n') ? true : undefined), 10_000, () => JSON.stringify(got));
+  assert.match(got, /^HTTP\/1\.1 101 /);
+  assert.match(got, /\r\nX-Seen-Xfcc: sleep\r\n/i, 'httpbin\'s sidecar forwarded it with sleep\'s identity');
+  s.write('ping-over-mtls');
+  await waitUntil('the echo', () => (got.endsWith('ping-over-mtls') ? true : undefined), 10_000, () => JSON.stringify(got));
+  s.end();
+  await once(s, 'close');
+  const line = await httpbin.waitFor('tunnel entry', (l) => l['log'] === 'access' && l['path'] === '/ws');
+  assert.equal(line['status'], 101);
+  assert.equal(line['sourcePrincipal'], 'spiffe://cluster.local/ns/default/sa/sleep');
 });
