@@ -14,7 +14,8 @@
  * requests 16 ms apart), in alternating rounds. Each proxy process's CPU seconds (from /proc) are taken around every
  * round, and its peak RSS (VmHWM) at the end. Every proxy runs as one process; the load generator, the app and the
  * proxies share the machine's cores. RAMPART_SIDECAR_NODE_FLAGS adds node flags to both sidecars, for experiments
- * (e.g. "--max-semi-space-size=2"); RAMPART_SIDECAR_WORKERS runs them with --workers N; RAMPART_BENCH_HOLD=1 keeps
+ * (e.g. "--max-semi-space-size=2"); RAMPART_SIDECAR_WORKERS runs them with --workers N; RAMPART_SIDECAR_ARGS adds
+ * proxy arguments (e.g. "--access-log off"); RAMPART_BENCH_HOLD=1 keeps
  * the warmed-up processes running after the warm-up (their addresses and pids are logged) until SIGINT, to profile by hand.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -41,6 +42,8 @@ const RATE_DELAY_MS = 16;
 const SIDECAR_NODE_FLAGS = (process.env['RAMPART_SIDECAR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
 /** `--workers` of both sidecars (RAMPART_SIDECAR_WORKERS; 1 by default). */
 const SIDECAR_WORKERS = process.env['RAMPART_SIDECAR_WORKERS'] ?? '1';
+/** Extra `rampart proxy` arguments for both sidecars (RAMPART_SIDECAR_ARGS, e.g. "--access-log off"), for experiments. */
+const SIDECAR_ARGS = (process.env['RAMPART_SIDECAR_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 
 export interface ProxyBenchOptions {
   readonly quick: boolean;
@@ -290,7 +293,7 @@ export async function benchProxy(opts: ProxyBenchOptions): Promise<ProxyResults>
 services:
 - {name: httpbin, selector: {app: httpbin}, ports: [{name: http, port: 8000}]}
 `);
-    const common = ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca'), '--workers', SIDECAR_WORKERS];
+    const common = ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca'), '--workers', SIDECAR_WORKERS, ...SIDECAR_ARGS];
     const server = spawnLogged('server-sidecar', process.execPath, [...SIDECAR_NODE_FLAGS, cli, 'proxy', ...common, '--workload', 'default/httpbin']);
     const client = spawnLogged('client-sidecar', process.execPath, [...SIDECAR_NODE_FLAGS, cli, 'proxy', ...common, '--workload', 'default/sleep', '--upstream', `${upPort}=httpbin.default:8000`]);
     await waitForFile(join(dir, 'server-sidecar.log'), /"event":"ready"/, 30_000);

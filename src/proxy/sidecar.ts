@@ -63,11 +63,11 @@ export interface SidecarOptions {
   readonly log: EventLog & { info(fields: object, message: string): void };
   /** One JSON object per request or connection. */
   /**
-   * One access entry, with the fields the log line adds to it: `time` (inbound entries carry their start as a
-   * number; outbound ones have their time already) and the workload. Passed apart so that no copy of the entry is
-   * made per request.
+   * One access entry and the workload it is about (passed apart so that no copy of the entry is made per request).
+   * Inbound entries carry their start as a number (`start`), outbound ones their `time` already. The entry is not
+   * changed afterwards: a writer may keep it and serialize later.
    */
-  readonly accessLog: (entry: AccessEntry | OutboundEntry, time: string | undefined, workload: string) => void;
+  readonly accessLog: (entry: AccessEntry | OutboundEntry, workload: string) => void;
 }
 
 interface Loaded {
@@ -156,7 +156,7 @@ export class Sidecar {
       upstreams: this.#o.upstreams ?? [],
       onLog: (e) => {
         this.#metrics?.recordOutbound(e);
-        this.#o.accessLog(e, undefined, `${w.namespace}/${w.name}`);
+        this.#o.accessLog(e, `${w.namespace}/${w.name}`);
       },
     });
     const outbound = this.#outbound;
@@ -277,7 +277,7 @@ export class Sidecar {
   #onAccess(e: AccessEntry): void {
     this.#metrics?.record(e);
     const w = this.#workload!;
-    this.#o.accessLog(e, new Date(e.start).toISOString(), this.#workloadName ??= `${w.namespace}/${w.name}`);
+    this.#o.accessLog(e, this.#workloadName ??= `${w.namespace}/${w.name}`);
   }
 
   async #startAdmin(port: number): Promise<void> {
