@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { H1Parser, type H1Head, type H1ParseError } from './h1-parser.ts';
@@ -62,9 +63,8 @@ export interface H1ConnectionOptions {
 
 /** Hop-by-hop headers of a response (not forwarded downstream), and the framing ones this module sets itself. */
 const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
-const STATUS_TEXT: Readonly<Record<number, string>> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable',
-};
+/** Reason phrases, node:http's (an external authorizer may answer any status). */
+const STATUS_TEXT: Readonly<Record<number, string | undefined>> = STATUS_CODES;
 
 type Ev = { readonly k: 'head'; readonly head: H1Head } | { readonly k: 'body'; readonly chunk: Buffer } | { readonly k: 'end' };
 
