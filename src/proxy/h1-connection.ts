@@ -99,18 +99,19 @@ export class H1Exchange {
     this.head = head;
     let te: string | undefined;
     let length = 0;
+    let upgrade = '';
     const raw = head.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
       if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') te = te === undefined ? raw[i + 1]! : `${te}, ${raw[i + 1]!}`;
       else if (n.length === 14 && n.toLowerCase() === 'content-length') length = Number(raw[i + 1]);
+      else if (head.upgrade && n.length === 7 && n.toLowerCase() === 'upgrade') upgrade += `${raw[i + 1]!.toLowerCase()},`;
     }
     this.#chunked = te;
+    const bodyless = te === undefined && !(length > 0);
     // The head is handed over before the parser reports the end of a request without a body: it is complete now.
-    this.requestComplete = te === undefined && !(length > 0) && !head.upgrade;
-    let upgrade = '';
-    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 7 && raw[i]!.toLowerCase() === 'upgrade') upgrade += raw[i + 1]!.toLowerCase();
-    this.webSocket = head.upgrade && head.method === 'GET' && te === undefined && !(length > 0) && upgrade.split(/[\s,]+/).includes('websocket');
+    this.requestComplete = bodyless && !head.upgrade;
+    this.webSocket = head.upgrade && head.method === 'GET' && bodyless && upgrade.split(/[\s,]+/).includes('websocket');
   }
 
   /** Ends the connection without a reply (a connection the configuration no longer accepts). */
@@ -468,7 +469,7 @@ export class H1Connection {
         parser.finish();
         this.#upstreamGone(u, 'connection termination');
       });
-      u.on('error', (err: NodeJS.ErrnoException) => this.#upstreamGone(u, err.code === 'ECONNREFUSED' ? 'connection failure' : (err.code ?? 'unknown')));
+      u.on('error', (err: NodeJS.ErrnoException) => this.#upstreamGone(u, resetReason(err)));
       u.on('close', () => this.#upstreamGone(u, 'connection termination'));
     }
     this.#upFor = this.#cur;
@@ -619,6 +620,11 @@ export class H1Connection {
     this.#up?.destroy();
     this.#o.onClose();
   }
+}
+
+/** Envoy's "reset reason" for an error on the connection to the app. */
+export function resetReason(err: NodeJS.ErrnoException): UpstreamFailure {
+  return err.code === 'ECONNREFUSED' ? 'connection failure' : (err.code ?? 'unknown');
 }
 
 function headerLines(h: Readonly<Record<string, string>>): string {

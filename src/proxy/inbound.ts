@@ -13,7 +13,7 @@ import { extractTokens } from '../policy/request-authn.ts';
 import type { CheckRequest, PreparedRequest } from '../policy/request.ts';
 import type { MeshWorkload, WorkloadPort } from '../resources/mesh-file.ts';
 import { checkExtAuthzHttp, extAuthzHttpConfig, type CheckedRequest, type ExtAuthzAnswer } from './ext-authz.ts';
-import { H1Connection, type H1Exchange, type LocalReply } from './h1-connection.ts';
+import { H1Connection, resetReason, type H1Exchange, type LocalReply } from './h1-connection.ts';
 import { h1ParserAvailable } from './h1-parser.ts';
 import { peek } from './peek.ts';
 import { authorityOf, distinctHeaders, grpcStatusOf, isGrpc, isH2, type AnyRequest, type AnyResponse } from './request-view.ts';
@@ -637,10 +637,9 @@ export class InboundListener {
     if (ex.webSocket) head += 'connection: upgrade\r\nupgrade: websocket\r\n';
     let responseHeaders = '';
     if (downstreamExtra !== undefined) for (const k in downstreamExtra) responseHeaders += `${k}: ${downstreamExtra[k]!}\r\n`;
-    const debugId: Record<string, string> = ctx.st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId } : {};
     ex.forward({
       head, responseHeaders,
-      failure: (reason) => ({ status: 503, headers: { 'content-type': 'text/plain', ...debugId }, body: `upstream connect error or disconnect/reset before headers. reset reason: ${reason}` }),
+      failure: (reason) => this.#upstreamFailure(ctx, reason),
       end: (e) => {
         ctx.flags = e.flags;
         ctx.sent = ex.bytesSent;
@@ -710,8 +709,6 @@ export class InboundListener {
     for (const h of remove) delete out[h];
     Object.assign(out, set);
     const path = this.#forwardPath(ctx);
-    const requestId = ctx.requestId;
-    const st = ctx.st;
     const p = this.#o.port.protocol;
     if (p === 'HTTP2' || p === 'GRPC' || (p === 'DETECT' && isH2(req))) {
       this.#forwardH2(req, res, ctx, d, out, path, downstreamExtra);
@@ -728,19 +725,7 @@ export class InboundListener {
       ur.on('error', () => res.destroy());
       res.once('finish', () => this.#log(ctx, d, ur.statusCode));
     });
-    up.on('error', (err: NodeJS.ErrnoException) => {
-      if (res.headersSent) {
-        ctx.flags = 'UR';
-        res.destroy();
-        this.#log(ctx, d, res.statusCode);
-        return;
-      }
-      ctx.flags = 'UF';
-      const body = `upstream connect error or disconnect/reset before headers. reset reason: ${err.code === 'ECONNREFUSED' ? 'connection failure' : (err.code ?? 'unknown')}`;
-      ctx.sent = Buffer.byteLength(body);
-      res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(ctx.sent), ...(st.debugHeaders ? { 'x-rampart-request-id': requestId } : {}) }).end(body);
-      this.#log(ctx, d, 503);
-    });
+    up.on('error', (err: NodeJS.ErrnoException) => this.#upstreamError(req, res, ctx, d, resetReason(err)));
     res.once('close', () => {
       if (!res.writableFinished) {
         ctx.flags = 'DC';
@@ -749,6 +734,30 @@ export class InboundListener {
     });
     req.pipe(up);
     req.resume();
+  }
+
+  /** Envoy's local reply when the app cannot be reached before its response began (flag UF). */
+  #upstreamFailure(ctx: RequestContext, reason: string): LocalReply {
+    return {
+      status: 503, headers: { 'content-type': 'text/plain', ...(ctx.st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId } : {}) },
+      body: `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`,
+    };
+  }
+
+  /** The app's side failed on the node:http or node:http2 path: a reset once the response began (UR), else 503 (UF). */
+  #upstreamError(req: AnyRequest, res: AnyResponse, ctx: RequestContext, d: Decision, reason: string): void {
+    if (res.headersSent) {
+      ctx.flags = 'UR';
+      res.destroy();
+      this.#log(ctx, d, res.statusCode);
+      return;
+    }
+    ctx.flags = 'UF';
+    const r = this.#upstreamFailure(ctx, reason);
+    ctx.sent = Buffer.byteLength(r.body);
+    if (isGrpc(req)) this.#grpcReply(res, r.status, r.body, {});
+    else res.writeHead(r.status, { ...r.headers, 'content-length': String(ctx.sent) }).end(r.body);
+    this.#log(ctx, d, r.status);
   }
 
   #grpcReply(res: AnyResponse, status: number, message: string, extra: Readonly<Record<string, string>>): void {
@@ -792,20 +801,8 @@ export class InboundListener {
       for (const [k, v] of Object.entries(t)) if (!k.startsWith(':') && v !== undefined) copy[k] = Array.isArray(v) ? v.join(',') : String(v);
       res.addTrailers(copy);
     });
-    up.on('error', () => {
-      if (res.headersSent) {
-        ctx.flags = 'UR';
-        res.destroy();
-        this.#log(ctx, d, res.statusCode);
-        return;
-      }
-      ctx.flags = 'UF';
-      const body = 'upstream connect error or disconnect/reset before headers. reset reason: connection failure';
-      ctx.sent = Buffer.byteLength(body);
-      if (isGrpc(req)) this.#grpcReply(res, 503, body, {});
-      else res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(ctx.sent) }).end(body);
-      this.#log(ctx, d, 503);
-    });
+    // The h2c session reports why it failed on itself; the stream only sees that it did.
+    up.on('error', () => this.#upstreamError(req, res, ctx, d, 'connection failure'));
     res.once('close', () => {
       if (!res.writableFinished) {
         ctx.flags = 'DC';
