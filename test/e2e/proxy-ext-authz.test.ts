@@ -1,14 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { writeCaDir } from '../../src/io/ca-dir.ts';
-import { newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * CUSTOM authorization through Istio's HTTP external authorizer, as in istio.io's ext-authz task: the authorizer
@@ -24,14 +18,12 @@ let proxy: RunningProxy;
 const checks: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }> = [];
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rampart-extauthz-'));
-  await writeCaDir(join(dir, 'ca'), (await newCa()).material, false);
+  ({ dir } = await scenarioDir('rampart-extauthz-'));
   app = http.createServer((req, res) => {
     const out = JSON.stringify({ path: req.url, headers: req.headers });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) }).end(out);
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
+  const appPort = await listenLocal(app);
   authz = http.createServer((req, res) => {
     checks.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
     if ((req.url ?? '').endsWith('/slow')) {
@@ -44,14 +36,8 @@ before(async () => {
     }
     res.writeHead(403, { 'x-ext-authz-check-result': 'denied', 'content-type': 'text/plain' }).end('denied by ext_authz for not found header `x-ext-authz: allow` in the request');
   });
-  authz.listen(0, '127.0.0.1');
-  await once(authz, 'listening');
-  await mkdir(join(dir, 'policies'));
-  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: PERMISSIVE}}
----
+  const authzPort = await listenLocal(authz);
+  const files = await writeSidecarFiles(dir, `${peerAuthentication('PERMISSIVE')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: ext-authz, namespace: default}
@@ -70,13 +56,12 @@ spec:
   action: DENY
   rules:
   - to: [{operation: {paths: ["/secret"]}}]
-`);
-  await writeFile(join(dir, 'mesh.yaml'), `meshConfig:
+`, `meshConfig:
   extensionProviders:
   - name: sample-ext-authz-http
     envoyExtAuthzHttp:
       service: 127.0.0.1
-      port: ${(authz.address() as net.AddressInfo).port}
+      port: ${authzPort}
       timeout: 0.5s
       pathPrefix: /check
       includeRequestHeadersInCheck: ["x-ext-authz"]
@@ -87,9 +72,9 @@ workloads:
   serviceAccount: httpbin
   labels: {app: httpbin}
   address: ${HOST}
-  ports: [{name: http, port: 8000, targetPort: ${(app.address() as net.AddressInfo).port}}]
+  ports: [{name: http, port: 8000, targetPort: ${appPort}}]
 `);
-  proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca')]);
+  proxy = await startProxy([...files, '--workload', 'default/httpbin']);
 });
 
 after(async () => {

@@ -1,14 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { writeCaDir } from '../../src/io/ca-dir.ts';
-import { newCa } from '../support/certs.ts';
-import { loopbackAddress, rawExchange, startProxy, type RunningProxy } from '../support/proxy.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, rawExchange, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * What a hostile or broken client meets: request smuggling shapes refused before any policy or app sees them,
@@ -23,8 +18,7 @@ let proxy: RunningProxy;
 const appSaw: string[] = [];
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rampart-hard-'));
-  await writeCaDir(join(dir, 'ca'), (await newCa()).material, false);
+  ({ dir } = await scenarioDir('rampart-hard-'));
   app = http.createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString('utf8')));
@@ -33,14 +27,8 @@ before(async () => {
       res.writeHead(200, { 'content-length': '2' }).end('ok');
     });
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  await mkdir(join(dir, 'policies'));
-  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: PERMISSIVE}}
----
+  const appPort = await listenLocal(app);
+  const files = await writeSidecarFiles(dir, `${peerAuthentication('PERMISSIVE')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: deny-admin, namespace: default}
@@ -50,16 +38,15 @@ spec:
   - to: [{operation: {paths: ["/admin"]}}]
   # A repeated header is matched as Envoy joins it: "a,b", no space.
   - when: [{key: "request.headers[x-team]", values: ["a,b"]}]
-`);
-  await writeFile(join(dir, 'mesh.yaml'), `debugHeaders: true
+`, `debugHeaders: true
 workloads:
 - name: httpbin
   labels: {app: httpbin}
   address: ${HOST}
-  ports: [{name: http, port: 8000, targetPort: ${(app.address() as net.AddressInfo).port}}]
+  ports: [{name: http, port: 8000, targetPort: ${appPort}}]
 `);
   proxy = await startProxy([
-    '--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca'),
+    ...files, '--workload', 'default/httpbin',
     '--idle-timeout', '1s', '--headers-timeout', '1s', '--max-header-bytes', '8192', '--max-headers', '20', '--max-connections', '200',
   ]);
 });

@@ -2,14 +2,10 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { writeCaDir } from '../../src/io/ca-dir.ts';
-import { newCa } from '../support/certs.ts';
-import { loopbackAddress, rawExchange, startProxy, waitUntil, type RunningProxy } from '../support/proxy.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, rawExchange, scenarioDir, startProxy, waitUntil, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * HTTP/1.1 framing through the inbound sidecar, against an app whose answers are scripted by path: pipelining,
@@ -25,8 +21,7 @@ let proxy: RunningProxy;
 const appConnections = new Set<net.Socket>();
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rampart-h1-'));
-  await writeCaDir(join(dir, 'ca'), (await newCa()).material, false);
+  ({ dir } = await scenarioDir('rampart-h1-'));
   app = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -88,19 +83,11 @@ before(async () => {
     appConnections.add(s);
     s.once('close', () => appConnections.delete(s));
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
+  const appPort = await listenLocal(app);
   const down = net.createServer();
-  down.listen(0, '127.0.0.1');
-  await once(down, 'listening');
-  const downPort = (down.address() as net.AddressInfo).port;
+  const downPort = await listenLocal(down);
   down.close();
-  await mkdir(join(dir, 'policies'));
-  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: PERMISSIVE}}
----
+  const files = await writeSidecarFiles(dir, `${peerAuthentication('PERMISSIVE')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: deny-admin, namespace: default}
@@ -108,17 +95,16 @@ spec:
   action: DENY
   rules:
   - to: [{operation: {paths: ["/admin"]}}]
-`);
-  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+`, `workloads:
 - name: httpbin
   labels: {app: httpbin}
   address: ${HOST}
   ports:
-  - {name: http, port: 8000, targetPort: ${(app.address() as net.AddressInfo).port}}
+  - {name: http, port: 8000, targetPort: ${appPort}}
   - {name: http-down, port: 8001, targetPort: ${downPort}}
 `);
   proxy = await startProxy([
-    '--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca'),
+    ...files, '--workload', 'default/httpbin',
     '--request-timeout', '1s', '--headers-timeout', '1s',
   ]);
 });

@@ -1,17 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import http2 from 'node:http2';
-import net from 'node:net';
 import tls from 'node:tls';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { writeCaDir } from '../../src/io/ca-dir.ts';
 import type { CertificateAuthority } from '../../src/identity/ca.ts';
 import type { Svid } from '../../src/identity/svid.ts';
-import { issueSvid, newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
+import { issueSvid } from '../support/certs.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * gRPC (HTTP/2) through the sidecar, inside mTLS as a client sidecar's tunnel carries it: requests authorized per
@@ -29,9 +25,7 @@ let proxy: RunningProxy;
 const appSaw: string[] = [];
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rampart-h2-'));
-  ca = await newCa();
-  await writeCaDir(join(dir, 'ca'), ca.material, false);
+  ({ dir, ca } = await scenarioDir('rampart-h2-'));
   sleep = await issueSvid(ca, 'default', 'sleep');
   other = await issueSvid(ca, 'default', 'other');
   app = http2.createServer();
@@ -44,14 +38,8 @@ before(async () => {
       stream.end(Buffer.from(`reply to ${headers[':path']}`));
     });
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  await mkdir(join(dir, 'policies'));
-  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: STRICT}}
----
+  const appPort = await listenLocal(app);
+  const files = await writeSidecarFiles(dir, `${peerAuthentication('STRICT')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: echo-from-sleep, namespace: default}
@@ -60,15 +48,14 @@ spec:
   rules:
   - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]
     to: [{operation: {methods: ["POST"], paths: ["/pkg.Echo/*"]}}]
-`);
-  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+`, `workloads:
 - name: echo
   serviceAccount: echo
   labels: {app: echo}
   address: ${HOST}
-  ports: [{name: grpc, port: 9090, targetPort: ${(app.address() as net.AddressInfo).port}}]
+  ports: [{name: grpc, port: 9090, targetPort: ${appPort}}]
 `);
-  proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/echo', '--ca', join(dir, 'ca')]);
+  proxy = await startProxy([...files, '--workload', 'default/echo']);
 });
 
 after(async () => {

@@ -1,17 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeCaDir } from '../../src/io/ca-dir.ts';
 import type { CertificateAuthority } from '../../src/identity/ca.ts';
 import type { Svid } from '../../src/identity/svid.ts';
-import { issueSvid, newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
+import { issueSvid } from '../support/certs.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * Live changes under load: the sidecar's SVID rotates every couple of seconds and the policies are rewritten while
@@ -25,11 +21,7 @@ let client: Svid;
 let app: http.Server;
 let proxy: RunningProxy;
 
-const policies = (extraPath: string): string => `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: STRICT}}
----
+const policies = (extraPath: string): string => `${peerAuthentication('STRICT')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: allow-sleep, namespace: default}
@@ -41,24 +33,19 @@ spec:
 `;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rampart-live-'));
-  ca = await newCa();
-  await writeCaDir(join(dir, 'ca'), ca.material, false);
+  ({ dir, ca } = await scenarioDir('rampart-live-'));
   client = await issueSvid(ca, 'default', 'sleep');
   app = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' }).end('ok'));
   app.keepAliveTimeout = 60_000;
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  await mkdir(join(dir, 'policies'));
-  await writeFile(join(dir, 'policies', 'p.yaml'), policies('/v1'));
-  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+  const appPort = await listenLocal(app);
+  const files = await writeSidecarFiles(dir, policies('/v1'), `workloads:
 - name: httpbin
   serviceAccount: httpbin
   labels: {app: httpbin}
   address: ${HOST}
-  ports: [{name: http, port: 8000, targetPort: ${(app.address() as net.AddressInfo).port}}]
+  ports: [{name: http, port: 8000, targetPort: ${appPort}}]
 `);
-  proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca'), '--svid-ttl', '3s']);
+  proxy = await startProxy([...files, '--workload', 'default/httpbin', '--svid-ttl', '3s']);
 });
 
 after(async () => {

@@ -1,14 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeCaDir } from '../../src/io/ca-dir.ts';
-import { newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy, waitUntil, type RunningProxy } from '../support/proxy.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, scenarioDir, startProxy, waitUntil, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * Two workloads, each with its sidecar as a child process: sleep's app (this test) reaches httpbin through its
@@ -26,11 +23,7 @@ let httpbin: RunningProxy;
 let sleep: RunningProxy;
 let outboundPort = 0;
 
-const POLICIES = `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: STRICT}}
----
+const POLICIES = `${peerAuthentication('STRICT')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: httpbin-from-sleep, namespace: default}
@@ -69,9 +62,7 @@ services:
 `;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rampart-mesh-'));
-  const ca = await newCa();
-  await writeCaDir(join(dir, 'ca'), ca.material, false);
+  ({ dir } = await scenarioDir('rampart-mesh-'));
   app = http.createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString('utf8')));
@@ -86,17 +77,11 @@ before(async () => {
     socket.on('data', (c: Buffer) => socket.write(c));
     socket.on('end', () => socket.end());
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  appPort = (app.address() as net.AddressInfo).port;
-  const probe = net.createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  upstreamPort = (probe.address() as net.AddressInfo).port;
+  appPort = await listenLocal(app);
+  const probe = net.createServer();
+  upstreamPort = await listenLocal(probe);
   probe.close();
-  await mkdir(join(dir, 'policies'));
-  await writeFile(join(dir, 'policies', 'p.yaml'), POLICIES);
-  await writeFile(join(dir, 'mesh.yaml'), meshFile('ALLOW_ANY'));
-  const common = ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca')];
+  const common = await writeSidecarFiles(dir, POLICIES, meshFile('ALLOW_ANY'));
   [httpbin, sleep] = await Promise.all([
     startProxy([...common, '--workload', 'default/httpbin']),
     startProxy([...common, '--workload', 'default/sleep', '--outbound-port', '0', '--admin-port', '0', '--upstream', `${upstreamPort}=httpbin.default.svc.cluster.local:8000`]),

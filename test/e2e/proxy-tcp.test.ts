@@ -1,16 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { writeCaDir } from '../../src/io/ca-dir.ts';
 import type { CertificateAuthority } from '../../src/identity/ca.ts';
 import type { Svid } from '../../src/identity/svid.ts';
-import { issueSvid, newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy, type RunningProxy } from '../support/proxy.ts';
+import { issueSvid } from '../support/certs.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * TCP through the sidecar: a `tcp` port decided on L4 fields at connection time (principals, ports), then piped; a
@@ -28,9 +25,7 @@ let proxy: RunningProxy;
 let echoed = 0;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rampart-tcp-'));
-  ca = await newCa();
-  await writeCaDir(join(dir, 'ca'), ca.material, false);
+  ({ dir, ca } = await scenarioDir('rampart-tcp-'));
   sleep = await issueSvid(ca, 'default', 'sleep');
   other = await issueSvid(ca, 'default', 'other');
   echo = net.createServer((s) => {
@@ -42,15 +37,8 @@ before(async () => {
     });
     s.on('error', () => undefined);
   });
-  echo.listen(0, '127.0.0.1');
-  await once(echo, 'listening');
-  const appPort = (echo.address() as net.AddressInfo).port;
-  await mkdir(join(dir, 'policies'));
-  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: STRICT}}
----
+  const appPort = await listenLocal(echo);
+  const files = await writeSidecarFiles(dir, `${peerAuthentication('STRICT')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: tcp-from-sleep, namespace: default}
@@ -59,8 +47,7 @@ spec:
   rules:
   - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]
     to: [{operation: {ports: ["9000", "9100"]}}]
-`);
-  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+`, `workloads:
 - name: echo
   serviceAccount: echo
   labels: {app: echo}
@@ -69,7 +56,7 @@ spec:
   - {name: tcp-echo, port: 9000, targetPort: ${appPort}}
   - {name: unnamed, port: 9100, targetPort: ${appPort}}
 `);
-  proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/echo', '--ca', join(dir, 'ca'), '--admin-port', '0']);
+  proxy = await startProxy([...files, '--workload', 'default/echo', '--admin-port', '0']);
 });
 
 after(async () => {

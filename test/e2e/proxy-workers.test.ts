@@ -1,36 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { writeCaDir } from '../../src/io/ca-dir.ts';
-import { newCa } from '../support/certs.ts';
-import { loopbackAddress, startProxy } from '../support/proxy.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, scenarioDir, startProxy, writeSidecarFiles } from '../support/proxy.ts';
 
 /** --workers 2: the listeners are shared, the admin endpoint sums the workers' metrics, and a stop ends them all. */
 test('a sidecar of two worker processes serves, reports metrics summed over both, and stops cleanly', async () => {
   const HOST = loopbackAddress();
-  const dir = await mkdtemp(join(tmpdir(), 'rampart-workers-'));
-  await writeCaDir(join(dir, 'ca'), (await newCa()).material, false);
+  const { dir } = await scenarioDir('rampart-workers-');
   const app = http.createServer((_req, res) => res.end(`pid ${process.pid}`));
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  await mkdir(join(dir, 'policies'));
-  await writeFile(join(dir, 'policies', 'p.yaml'), `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: PERMISSIVE}}
-`);
-  await writeFile(join(dir, 'mesh.yaml'), `workloads:
+  const appPort = await listenLocal(app);
+  const files = await writeSidecarFiles(dir, peerAuthentication('PERMISSIVE'), `workloads:
 - name: httpbin
   labels: {app: httpbin}
   address: ${HOST}
-  ports: [{name: http, port: 8000, targetPort: ${(app.address() as net.AddressInfo).port}}]
+  ports: [{name: http, port: 8000, targetPort: ${appPort}}]
 `);
-  const proxy = await startProxy(['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--workload', 'default/httpbin', '--ca', join(dir, 'ca'), '--workers', '2', '--admin-port', '0']);
+  const proxy = await startProxy([...files, '--workload', 'default/httpbin', '--workers', '2', '--admin-port', '0']);
   try {
     assert.equal(proxy.ready['workers'], 2);
     assert.equal(proxy.lines.filter((l) => l['event'] === 'worker-ready').length, 2);

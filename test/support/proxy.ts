@@ -1,7 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeCaDir } from '../../src/io/ca-dir.ts';
+import { newCa } from './certs.ts';
 
 /** `rampart proxy` as a child process, its JSON log lines collected as they come. */
 export interface RunningProxy {
@@ -78,4 +82,36 @@ export async function rawExchange(host: string, port: number, data: string | Buf
   ]);
   s.destroy();
   return { text, ms: Date.now() - start, closed };
+}
+
+/** A scenario directory (under the OS temp dir) holding a new CA in ca/; the CA for tests that issue more. */
+export async function scenarioDir(prefix: string): Promise<{ dir: string; ca: Awaited<ReturnType<typeof newCa>> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const ca = await newCa();
+  await writeCaDir(join(dir, 'ca'), ca.material, false);
+  return { dir, ca };
+}
+
+/** Listens on 127.0.0.1, any free port; the port. */
+export async function listenLocal(server: net.Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Writes a sidecar's configuration in `dir` (policies/p.yaml and mesh.yaml, beside ca/); the proxy arguments naming them. */
+export async function writeSidecarFiles(dir: string, policies: string, mesh: string): Promise<string[]> {
+  await mkdir(join(dir, 'policies'), { recursive: true });
+  await writeFile(join(dir, 'policies', 'p.yaml'), policies);
+  await writeFile(join(dir, 'mesh.yaml'), mesh);
+  return ['--mesh', join(dir, 'mesh.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca')];
+}
+
+/** The namespace-wide PeerAuthentication of namespace default, as the first document of a policies file. */
+export function peerAuthentication(mode: 'STRICT' | 'PERMISSIVE' | 'DISABLE'): string {
+  return `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: ${mode}}}
+`;
 }
