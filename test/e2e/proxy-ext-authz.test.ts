@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import http from 'node:http';
-import { listenLocal, loopbackAddress, peerAuthentication, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
+import { listenLocal, loopbackAddress, peerAuthentication, rawExchange, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * CUSTOM authorization through Istio's HTTP external authorizer, as in istio.io's ext-authz task: the authorizer
@@ -28,6 +28,10 @@ before(async () => {
     checks.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
     if ((req.url ?? '').endsWith('/slow')) {
       setTimeout(() => res.writeHead(200).end(), 2_000).unref();
+      return;
+    }
+    if (req.headers['x-ext-authz'] === 'busy') {
+      res.writeHead(429, { 'content-type': 'text/plain' }).end('slow down');
       return;
     }
     if (req.headers['x-ext-authz'] === 'allow') {
@@ -123,4 +127,10 @@ test('paths no CUSTOM rule names do not reach the authorizer; a slow authorizer 
   const secret = await get('/secret', { 'x-ext-authz': 'allow' });
   assert.equal(secret.status, 403);
   assert.equal(secret.body, 'RBAC: access denied');
+});
+
+test('any status the authorizer denies with reaches the client with its own reason phrase', async () => {
+  const r = await rawExchange(HOST, 8000, 'GET /headers HTTP/1.1\r\nHost: h\r\nX-Ext-Authz: busy\r\nConnection: close\r\n\r\n', 5_000);
+  assert.match(r.text, /^HTTP\/1\.1 429 Too Many Requests\r\n/, r.text);
+  assert.ok(r.text.endsWith('slow down'), r.text);
 });
