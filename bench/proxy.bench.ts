@@ -82,6 +82,11 @@ export interface ProxyResults {
   readonly durationSeconds: number;
   readonly rounds: readonly PathRound[];
   readonly peakRssMB: Readonly<Record<string, number>>;
+  /**
+   * Largest private (anonymous) resident memory seen after any round: RSS also counts the executable's file-backed
+   * pages (about 40 MB for node), which every node process on the host shares; this is what one more sidecar costs.
+   */
+  readonly peakPrivateMB: Readonly<Record<string, number>>;
   readonly targets: ReadonlyArray<{ readonly target: string; readonly measured: string; readonly met: boolean }>;
   readonly nginx: boolean;
 }
@@ -132,6 +137,20 @@ function cpuSeconds(pid: number): number {
   }
   return sum;
 }
+/** Private (anonymous) resident memory now, summed over the process tree. */
+function privateMB(pid: number): number {
+  let sum = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m !== null) sum += Number(m[1]) / 1024;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return sum;
+}
+
 /** Peak RSS, summed over the process tree. */
 function peakRssMB(pid: number): number {
   let sum = 0;
@@ -248,7 +267,7 @@ export async function benchProxy(opts: ProxyBenchOptions): Promise<ProxyResults>
   const durationSeconds = quick ? 3 : 8;
   if (wrk === undefined) {
     log('proxy: wrk is not installed (Debian package "wrk"): the data-path benchmark is skipped');
-    return { skipped: 'wrk is not installed (apt-get install wrk nginx-light)', durationSeconds, rounds: [], peakRssMB: {}, targets: [], nginx: false };
+    return { skipped: 'wrk is not installed (apt-get install wrk nginx-light)', durationSeconds, rounds: [], peakRssMB: {}, peakPrivateMB: {}, targets: [], nginx: false };
   }
   const cli = join(opts.root, '.bench-out', 'src', 'cli', 'bin.js');
   const dir = mkdtempSync(join(tmpdir(), 'rampart-bench-proxy-'));
@@ -390,6 +409,10 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
       await new Promise((r) => process.once('SIGINT', r));
     }
     const rounds: PathRound[] = [];
+    const privatePeak: Record<string, number> = {};
+    const samplePrivate = (): void => {
+      for (const t of Object.values(targets)) for (const [name, pid] of t.pids) privatePeak[name] = Math.max(privatePeak[name] ?? 0, privateMB(pid));
+    };
     const roundsPerLoad = quick ? 1 : 2;
     for (const load of ['peak', 'rate'] as const) {
       for (let round = 0; round < roundsPerLoad; round++) {
@@ -401,6 +424,7 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
             return { name, cpuSeconds: used, cpuSecondsPer1000: (used / w.requests) * 1000 };
           });
           rounds.push({ path, load, round, wrk: w, processes });
+          samplePrivate();
           log(`  ${load} ${path} round ${round + 1}: ${Math.round(w.perSecond)}/s, p90 ${w.p90Ms} ms, p99 ${w.p99Ms} ms${w.non2xx + w.errors > 0 ? `, ${w.non2xx} non-2xx, ${w.errors} errors` : ''}`);
           if (w.non2xx > 0 || w.errors > 0) throw new Error(`proxy bench: ${path} had failures: ${JSON.stringify(w)} (logs in ${dir})`);
         }
@@ -408,7 +432,7 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
     }
     const peak: Record<string, number> = { app: peakRssMB(app.pid!), 'client sidecar': peakRssMB(client.pid!), 'server sidecar': peakRssMB(server.pid!) };
     if (nginxPids !== undefined) Object.assign(peak, { 'nginx client': peakRssMB(nginxPids.client), 'nginx server': peakRssMB(nginxPids.server) });
-    return { durationSeconds, rounds, peakRssMB: peak, targets: proxyTargets(rounds, peak), nginx: nginxPids !== undefined };
+    return { durationSeconds, rounds, peakRssMB: peak, peakPrivateMB: privatePeak, targets: proxyTargets(rounds, peak), nginx: nginxPids !== undefined };
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 300));
@@ -472,7 +496,8 @@ export function proxyReport(r: ProxyResults, quick: boolean): string {
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i >= 2 && i <= 7 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   const table = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
   const rss = Object.entries(r.peakRssMB).map(([n, v]) => `${n} ${v.toFixed(1)} MB`).join(', ');
+  const priv = Object.entries(r.peakPrivateMB).map(([n, v]) => `${n} ${v.toFixed(1)} MB`).join(', ');
   const targets = r.targets.map((t) => `${t.met ? 'met    ' : 'MISSED '} ${t.target}: ${t.measured}`).join('\n');
   return `\nData path${quick ? ' (--quick: short runs)' : ''}: wrk -t1 -c${CONNECTIONS}, POST ${BODY_BYTES} B, app answers ${BODY_BYTES} B; ` +
-    `${r.durationSeconds} s per run, medians of the rounds${r.nginx ? '' : '; nginx not installed, its lines left out'}\n${table}\npeak RSS: ${rss}\n\nData-path targets\n${targets}\n`;
+    `${r.durationSeconds} s per run, medians of the rounds${r.nginx ? '' : '; nginx not installed, its lines left out'}\n${table}\npeak RSS: ${rss}\nprivate memory (anonymous pages, largest after a round; RSS less the shared executable): ${priv}\n\nData-path targets\n${targets}\n`;
 }
