@@ -12,7 +12,7 @@ function emit(out: CommandOutput): void {
 }
 
 type ProxyCliOptions = {
-  mesh: string; config: string[]; workload: string; ca: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean;
+  mesh?: string; config?: string[]; workload: string; ca?: string; controlPlane?: string; token?: string; rootCert?: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean;
   outboundPort?: string; upstream?: string[]; idleTimeout?: string; headersTimeout?: string; requestTimeout?: string; maxHeaderBytes?: string;
   maxHeaders?: string; maxConnections?: string; accessLog?: string; workers?: string;
 };
@@ -105,10 +105,13 @@ export function buildProgram(): Command {
   program
     .command('proxy')
     .description("the sidecar of one workload: mTLS, JWT and authorization on every inbound request, as Istio's")
-    .requiredOption('--mesh <file>', 'the mesh file (meshConfig, workloads, services)')
-    .requiredOption('-c, --config <paths...>', 'policy files or directories (watched; a change with errors is refused)')
-    .requiredOption('--workload <namespace/name>', 'which workload of the mesh file this sidecar serves')
-    .requiredOption('--ca <dir>', 'a CA directory (rampart ca init) to get and renew the SVID from')
+    .requiredOption('--workload <namespace/name>', 'which workload of the mesh this sidecar serves')
+    .option('--control-plane <url>', 'https://HOST:PORT of rampart control-plane: SVIDs and configuration from it (with --token, --root-cert)')
+    .option('--token <file>', 'a bootstrap token for the first SVID (rampart ca token); it names the identity')
+    .option('--root-cert <file>', "the mesh's root certificates (root-cert.pem), to verify the control plane by")
+    .option('--mesh <file>', 'without a control plane: the mesh file (meshConfig, workloads, services)')
+    .option('-c, --config <paths...>', 'without a control plane: policy files or directories (watched; a change with errors is refused)')
+    .option('--ca <dir>', 'without a control plane: a CA directory (rampart ca init) to get and renew the SVID from')
     .option('--svid-ttl <duration>', 'SVID lifetime (default: the CA default, 24h)')
     .option('--host <address>', "listen address of the inbound listeners (default: the workload's address)")
     .option('--admin-port <port>', 'admin endpoint on 127.0.0.1: /ready, /metrics, /config, /certs (0: any free port)')
@@ -127,6 +130,27 @@ export function buildProgram(): Command {
       process.exitCode = await (await import('./proxy.ts')).runProxy(o);
     });
 
+  program
+    .command('control-plane')
+    .description('hold the CA and the configuration in DIR (mesh.yaml + Istio YAML, watched); sign proxies\' CSRs and stream them their configuration over mTLS')
+    .argument('<dir>', 'configuration directory: mesh.yaml and policy files')
+    .requiredOption('--ca <dir>', 'CA directory (rampart ca init); the used bootstrap tokens are kept there too')
+    .option('--host <address>', 'listen address of the mTLS port', '127.0.0.1')
+    .option('--port <port>', 'mTLS port for proxies (CSRs and configuration)', '15012')
+    .option('--admin-port <port>', 'status, readiness on 127.0.0.1 (rampart status reads it)', '15014')
+    .option('--debounce <duration>', 'wait after a change before pushing', '100ms')
+    .option('--svid-ttl <duration>', "lifetime of the proxies' SVIDs (default 24h)")
+    .action(async (dir: string, o: { ca: string; host: string; port: string; adminPort: string; debounce: string; svidTtl?: string }) => {
+      process.exitCode = await (await import('./control-plane.ts')).runControlPlane({ dir, ...o });
+    });
+  program
+    .command('status')
+    .description('the control plane\'s proxies: config version and ACK state, certificate expiry; rejected files (exit 1 if anything is out of step)')
+    .option('--admin <url>', "the control plane's admin address", 'http://127.0.0.1:15014')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { admin: string; json?: boolean }) => {
+      emit(await (await import('./control-plane.ts')).runStatus(o));
+    });
   const jwt = program.command('jwt').description('JSON Web Tokens');
   jwt.command('decode')
     .description('show header, claims and times of a token and what would make Rampart (as Envoy) refuse it (exit 1 if anything would)')

@@ -5,16 +5,24 @@ import { pino } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import type { EventLog } from '../telemetry/jwks.ts';
 import { RampartError } from '../errors.ts';
+import { readFile } from 'node:fs/promises';
+import { ControlPlaneClient } from '../proxy/control-client.ts';
 import { Sidecar } from '../proxy/sidecar.ts';
 import type { OutboundEntry, Upstream } from '../proxy/outbound.ts';
 import type { AccessEntry, InboundLimits } from '../proxy/inbound.ts';
 import { parseTtl } from './duration.ts';
 
 export interface ProxyOptions {
-  readonly mesh: string;
-  readonly config: readonly string[];
+  readonly mesh?: string;
+  readonly config?: readonly string[];
   readonly workload: string;
-  readonly ca: string;
+  readonly ca?: string;
+  /** `https://host:port` of the control plane, instead of mesh, config and ca. */
+  readonly controlPlane?: string;
+  /** File holding the bootstrap token (with controlPlane). */
+  readonly token?: string;
+  /** The mesh's root certificates, to know the control plane by (with controlPlane). */
+  readonly rootCert?: string;
   readonly svidTtl?: string;
   readonly host?: string;
   readonly adminPort?: string;
@@ -125,6 +133,30 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     process.stderr.write(`rampart proxy: --outbound-port: not a port: ${o.outboundPort}\n`);
     return 2;
   }
+  let controlPlane: ControlPlaneClient | undefined;
+  if (o.controlPlane !== undefined) {
+    if (o.token === undefined || o.rootCert === undefined) {
+      process.stderr.write('rampart proxy: --control-plane needs --token FILE (a bootstrap token) and --root-cert FILE (the mesh roots)\n');
+      return 2;
+    }
+    if (workers > 1) {
+      process.stderr.write('rampart proxy: --workers is not available with --control-plane yet (each worker would need its own bootstrap token)\n');
+      return 2;
+    }
+    try {
+      controlPlane = new ControlPlaneClient({
+        url: o.controlPlane, workload: o.workload,
+        token: (await readFile(o.token, 'utf8')).trim(),
+        rootsPem: await readFile(o.rootCert, 'utf8'),
+      });
+    } catch (err) {
+      process.stderr.write(`rampart proxy: ${(err as Error).message}\n`);
+      return 2;
+    }
+  } else if (o.mesh === undefined || o.config === undefined || o.ca === undefined) {
+    process.stderr.write('rampart proxy: give either --mesh, --config and --ca (local files), or --control-plane, --token and --root-cert\n');
+    return 2;
+  }
   if (workers > 1 && cluster.isPrimary) return runPrimary(workers, adminPort, log, flush);
   const inWorker = cluster.isWorker;
   const sidecar = new Sidecar({
@@ -132,10 +164,8 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     upstreams,
     limits,
     ...(outboundPort === undefined ? {} : { outboundPort }),
-    meshFile: o.mesh,
-    config: o.config,
+    ...(controlPlane === undefined ? { meshFile: o.mesh!, config: o.config!, caDir: o.ca! } : { controlPlane }),
     workload: o.workload,
-    caDir: o.ca,
     ...(ttlMs === undefined ? {} : { svidTtlMs: ttlMs }),
     ...(o.host === undefined ? {} : { host: o.host }),
     ...(adminPort === undefined || inWorker ? {} : { adminPort }),

@@ -86,17 +86,29 @@ export async function verifyBootstrapToken(token: string, keys: readonly Signer[
   throw new BootstrapTokenError(`bootstrap token rejected: ${reason}`, { cause: lastError });
 }
 
-/** Remembers used token IDs until they expire, so a token authenticates one CSR only. */
+/**
+ * Remembers used token IDs until they expire, so a token authenticates one CSR only. `persist` is called with the
+ * live entries after every change, so a CA that restarts can load them again (a token still valid must not work twice).
+ */
 export class UsedTokenLedger {
   readonly #used = new Map<string, number>();
+  readonly #persist: ((entries: ReadonlyArray<readonly [string, number]>) => void) | undefined;
+
+  constructor(entries: Iterable<readonly [string, number]> = [], persist?: (entries: ReadonlyArray<readonly [string, number]>) => void) {
+    for (const [id, exp] of entries) this.#used.set(id, exp);
+    this.#persist = persist;
+  }
 
   /** Marks `jti` used; false when it already was. */
   consume(jti: string, expiresAtMs: number, nowMs: number): boolean {
-    if (this.#used.size > 1024) {
-      for (const [id, exp] of this.#used) if (exp < nowMs) this.#used.delete(id);
-    }
     if (this.#used.has(jti)) return false;
+    for (const [id, exp] of this.#used) if (exp < nowMs) this.#used.delete(id);
     this.#used.set(jti, expiresAtMs);
+    this.#persist?.([...this.#used]);
     return true;
+  }
+
+  get size(): number {
+    return this.#used.size;
   }
 }

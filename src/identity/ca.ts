@@ -238,6 +238,8 @@ export interface CaOptions {
   readonly maxTtlMs?: number;
   /** Clock (ms since the epoch); Date.now by default. */
   readonly now?: () => number;
+  /** Used bootstrap token IDs (a persisted ledger); a fresh in-memory one by default. */
+  readonly usedTokens?: UsedTokenLedger;
 }
 
 /** Per-signer values that are the same in every certificate it issues, encoded once. */
@@ -288,12 +290,13 @@ export class CertificateAuthority {
   #state: SigningState;
   /** Earlier signers, still honoured for bootstrap tokens they signed. */
   #previousSigners: Signer[] = [];
-  readonly #usedTokens = new UsedTokenLedger();
+  readonly #usedTokens: UsedTokenLedger;
 
   constructor(material: CaMaterial, options: CaOptions) {
     this.trustDomain = parseTrustDomain(options.trustDomain);
     this.#aliases = options.trustDomainAliases ?? [];
     this.#now = options.now ?? Date.now;
+    this.#usedTokens = options.usedTokens ?? new UsedTokenLedger();
     this.defaultTtlMs = options.defaultTtlMs ?? DEFAULT_WORKLOAD_TTL_MS;
     this.maxTtlMs = options.maxTtlMs ?? DEFAULT_MAX_WORKLOAD_TTL_MS;
     if (!(this.defaultTtlMs > 0) || this.defaultTtlMs > this.maxTtlMs) {

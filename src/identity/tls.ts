@@ -55,9 +55,15 @@ export function serverTlsOptions(svid: Svid, bundle: TrustBundle): TlsOptions {
 
 /** Options for a TLS client presenting `svid` and accepting only a server SVID that meets `expect`. */
 export function clientTlsOptions(svid: Svid, bundle: TrustBundle, expect: IdentityExpectation = {}): ConnectionOptions {
+  return { ...serverCheckingTlsOptions(bundle, expect), key: svid.keyPem, cert: svid.chainPem };
+}
+
+/**
+ * Options for a TLS client with no SVID of its own yet (a workload's first CSR), still accepting only a server SVID
+ * that meets `expect`.
+ */
+export function serverCheckingTlsOptions(bundle: TrustBundle, expect: IdentityExpectation = {}): ConnectionOptions {
   return {
-    key: svid.keyPem,
-    cert: svid.chainPem,
     ca: bundle.pem,
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',

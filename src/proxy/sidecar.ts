@@ -19,6 +19,11 @@ import { jwksTelemetry, type EventLog } from '../telemetry/jwks.ts';
 import { InboundListener, type AccessEntry, type InboundLimits, type InboundState, type TlsState } from './inbound.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { OutboundProxy, type ClientTls, type OutboundEntry, type Upstream } from './outbound.ts';
+import type { ControlPlaneClient } from './control-client.ts';
+import { snapshotSources, type ProxySnapshot } from '../control/snapshot.ts';
+import type { SourceText } from '../resources/load.ts';
+import type { IstioIdentity, SpiffeId } from '../identity/spiffe-id.ts';
+import type { SvidRequester } from '../identity/cert-manager.ts';
 
 /**
  * `rampart proxy`: the sidecar of one workload. It reads the mesh file and the policy files, serves one inbound
@@ -36,14 +41,19 @@ export interface AdminResponse {
 }
 
 export interface SidecarOptions {
-  /** The mesh file (settings, workloads, services). */
-  readonly meshFile: string;
+  /** The mesh file (settings, workloads, services); with `config` and `caDir`, when there is no control plane. */
+  readonly meshFile?: string;
   /** Policy files or directories (Istio YAML). */
-  readonly config: readonly string[];
+  readonly config?: readonly string[];
   /** `namespace/name` of the workload in the mesh file. */
   readonly workload: string;
   /** A local CA directory (`rampart ca init`): the sidecar gets and renews its SVID from it in-process. */
-  readonly caDir: string;
+  readonly caDir?: string;
+  /**
+   * The control plane: SVIDs from its CSR endpoint and the configuration from its stream (ACKed or NACKed), instead
+   * of the files and the CA directory.
+   */
+  readonly controlPlane?: ControlPlaneClient;
   readonly svidTtlMs?: number;
   /** Listen address of the inbound listeners (the workload's address by default). */
   readonly host?: string;
@@ -115,23 +125,32 @@ export class Sidecar {
 
   /** Loads everything, gets an SVID, opens the listeners. Throws (with every diagnostic) when the first load fails. */
   async start(): Promise<void> {
-    const first = await this.#load();
-    if ('errors' in first) throw new SidecarError('ERR_PROXY_CONFIG', `the configuration has errors:\n${first.errors.map(formatDiagnostic).join('\n')}`);
-    this.#loaded = first;
-    const w = this.#workload!;
-    const mesh = first.mesh.mesh;
-    const identity = istioSpiffeId(mesh.trustDomain, w.namespace, w.serviceAccount);
-    this.#metrics = new ProxyMetrics(w, identity.uri, mesh.trustDomain);
-    this.#jwks.watch(first.registry.sources);
-    const ca = new CertificateAuthority(await readCaDir(this.#o.caDir), { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases });
-    this.#certs = new CertificateManager({
-      identity,
-      trustDomainAliases: mesh.trustDomainAliases,
-      requestSvid: async (csr) => {
+    const cp = this.#o.controlPlane;
+    let identity: SpiffeId;
+    let requestSvid: SvidRequester;
+    let trustDomainAliases: readonly string[];
+    let first: Loaded;
+    if (cp === undefined) {
+      const loaded = await this.#load();
+      if ('errors' in loaded) throw new SidecarError('ERR_PROXY_CONFIG', `the configuration has errors:\n${loaded.errors.map(formatDiagnostic).join('\n')}`);
+      first = loaded;
+      const w = this.#workload!;
+      const mesh = first.mesh.mesh;
+      identity = istioSpiffeId(mesh.trustDomain, w.namespace, w.serviceAccount);
+      trustDomainAliases = mesh.trustDomainAliases;
+      if (this.#o.caDir === undefined) throw new SidecarError('ERR_PROXY_CA', 'a sidecar without a control plane needs a CA directory');
+      const ca = new CertificateAuthority(await readCaDir(this.#o.caDir), { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases });
+      requestSvid = async (csr) => {
         const s = ca.issue({ csr, ...(this.#o.svidTtlMs === undefined ? {} : { ttlMs: this.#o.svidTtlMs }) }, identity);
         return { chainPem: s.chainPem, rootsPem: s.rootsPem };
-      },
-    });
+      };
+    } else {
+      // The identity is the one the bootstrap token names; the CA signs no other for it.
+      identity = cp.identity;
+      trustDomainAliases = [];
+      requestSvid = cp.requestSvid;
+    }
+    this.#certs = new CertificateManager({ identity, trustDomainAliases, requestSvid });
     this.#certs.subscribe((e) => {
       if (e.type === 'rotated') {
         this.#tls = { options: serverTlsOptions(e.svid, e.bundle), bundle: e.bundle, spiffeId: e.svid.spiffeId.uri };
@@ -146,7 +165,15 @@ export class Sidecar {
         this.#o.log.error({ event: 'svid-expired' }, 'the SVID expired: mTLS connections fail until it is renewed');
       }
     });
+    if (cp !== undefined) this.#certs.subscribe((e) => (e.type === 'rotated' ? cp.useSvid(e.svid, e.bundle) : undefined));
+    // Retries with backoff until the CA (or the control plane) answers.
     await this.#certs.start();
+    if (cp !== undefined) first = await this.#firstSnapshot(cp, identity as IstioIdentity);
+    this.#loaded = first!;
+    const w = this.#workload!;
+    const mesh = first!.mesh.mesh;
+    this.#metrics = new ProxyMetrics(w, identity.uri, mesh.trustDomain);
+    this.#jwks.watch(first!.registry.sources);
     // Always there: external authorizers are reached through it even when the app has no outbound port.
     this.#outbound = new OutboundProxy({
       workload: w,
@@ -176,12 +203,12 @@ export class Sidecar {
     }
     await this.#outbound.listen();
     if (this.#o.adminPort !== undefined) await this.#startAdmin(this.#o.adminPort);
-    this.#watch();
+    if (cp === undefined) this.#watch();
     this.#readyInfo = {
       workload: `${w.namespace}/${w.name}`,
       ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })),
       outbound: Object.fromEntries(this.#outbound.ports),
-      configVersion: first.state.version,
+      configVersion: first!.state.version,
     };
     this.#o.log.info(
       { event: this.#o.readyEvent ?? 'ready', ...this.#readyInfo, admin: this.adminPort },
@@ -193,6 +220,7 @@ export class Sidecar {
     clearTimeout(this.#reloadTimer);
     for (const w of this.#watchers) w.close();
     this.#certs?.stop();
+    this.#o.controlPlane?.stop();
     this.#loaded?.registry.stop();
     await Promise.all([...this.#listeners.map((l) => l.close()), this.#outbound?.close()]);
     await new Promise<void>((r) => (this.#admin === undefined ? r() : this.#admin.close(() => r())));
@@ -201,30 +229,36 @@ export class Sidecar {
 
   /** Reads and checks the files; a new state, or the errors that refuse it. */
   async #load(): Promise<Loaded | { errors: Diagnostic[] }> {
+    const meshFile = this.#o.meshFile ?? '';
     let meshText: string;
     try {
-      meshText = await readFile(this.#o.meshFile, 'utf8');
+      meshText = await readFile(meshFile, 'utf8');
     } catch (err) {
-      return { errors: [{ severity: 'error', code: 'ERR_CONFIG_NOT_FOUND', message: `cannot read the mesh file: ${(err as Error).message}`, file: this.#o.meshFile, line: 0, path: '' }] };
+      return { errors: [{ severity: 'error', code: 'ERR_CONFIG_NOT_FOUND', message: `cannot read the mesh file: ${(err as Error).message}`, file: meshFile, line: 0, path: '' }] };
     }
-    const parsedMesh = parseMeshFile(meshText, this.#o.meshFile);
     let sources;
     try {
-      sources = await readConfigSources(this.#o.config);
+      sources = await readConfigSources(this.#o.config ?? []);
     } catch (err) {
-      return { errors: [{ severity: 'error', code: 'ERR_CONFIG_NOT_FOUND', message: (err as Error).message, file: this.#o.config.join(','), line: 0, path: '' }] };
+      return { errors: [{ severity: 'error', code: 'ERR_CONFIG_NOT_FOUND', message: (err as Error).message, file: (this.#o.config ?? []).join(','), line: 0, path: '' }] };
     }
+    return this.#build({ file: meshFile, text: meshText }, sources);
+  }
+
+  /** Checks a mesh file and policy texts (from files or a snapshot); a new state, or the errors that refuse it. */
+  async #build(meshSource: SourceText, sources: readonly SourceText[]): Promise<Loaded | { errors: Diagnostic[] }> {
+    const parsedMesh = parseMeshFile(meshSource.text, meshSource.file);
     const loaded = loadResources(sources, { rootNamespace: parsedMesh.mesh.mesh.rootNamespace });
     const diagnostics = [...parsedMesh.diagnostics, ...loaded.diagnostics];
     const errors = diagnostics.filter((d) => d.severity === 'error');
     const [ns, name] = this.#o.workload.split('/');
     const w = parsedMesh.mesh.workloads.find((x) => x.namespace === ns && x.name === name);
     if (w === undefined && errors.length === 0) {
-      errors.push({ severity: 'error', code: 'ERR_WORKLOAD_UNKNOWN', message: `workload ${this.#o.workload} is not in the mesh file`, file: this.#o.meshFile, line: 0, path: 'workloads' });
+      errors.push({ severity: 'error', code: 'ERR_WORKLOAD_UNKNOWN', message: `workload ${this.#o.workload} is not in the mesh file`, file: meshSource.file, line: 0, path: 'workloads' });
     }
     if (this.#workload !== undefined && w !== undefined && JSON.stringify(w) !== JSON.stringify(this.#workload)) {
       // Ports, labels and identity are fixed for the sidecar's life (a pod's are too); policies may change.
-      errors.push({ severity: 'error', code: 'ERR_WORKLOAD_CHANGED', message: `workload ${this.#o.workload} changed in the mesh file; restart the sidecar to apply it`, file: this.#o.meshFile, line: 0, path: 'workloads' });
+      errors.push({ severity: 'error', code: 'ERR_WORKLOAD_CHANGED', message: `workload ${this.#o.workload} changed in the mesh file; restart the sidecar to apply it`, file: meshSource.file, line: 0, path: 'workloads' });
     }
     if (errors.length > 0) return { errors };
     this.#workload ??= w!;
@@ -237,8 +271,57 @@ export class Sidecar {
     return { state: { version: String(this.#version), debugHeaders, engine, policy, jwt }, registry, mesh: parsedMesh.mesh, resources: loaded.resources.length };
   }
 
+  /** Checks a snapshot from the control plane; the workload must run as the identity this sidecar holds. */
+  async #fromSnapshot(snap: ProxySnapshot, identity: IstioIdentity): Promise<Loaded | { errors: Diagnostic[] }> {
+    const next = await this.#build(snap.mesh, snapshotSources(snap));
+    if ('errors' in next) return next;
+    const w = this.#workload!;
+    if (w.namespace !== identity.namespace || w.serviceAccount !== identity.serviceAccount) {
+      next.registry.stop();
+      return { errors: [{ severity: 'error', code: 'ERR_WORKLOAD_IDENTITY', message: `workload ${this.#o.workload} runs as ${w.namespace}/${w.serviceAccount}, but this sidecar's token names ${identity.namespace}/${identity.serviceAccount}`, file: snap.mesh.file, line: 0, path: 'workloads' }] };
+    }
+    // The control plane's own version, so that status, logs and access entries agree with it.
+    return { ...next, state: { ...next.state, version: snap.version } };
+  }
+
+  /** Subscribes and waits for the first snapshot that loads; later ones replace the configuration as they come. */
+  #firstSnapshot(cp: ControlPlaneClient, identity: IstioIdentity): Promise<Loaded> {
+    return new Promise((resolve) => {
+      let started = false;
+      cp.subscribe({
+        onSnapshot: async (snap) => {
+          const next = await this.#fromSnapshot(snap, identity);
+          if ('errors' in next) {
+            const text = next.errors.map(formatDiagnostic).join('\n');
+            this.#lastError = text;
+            this.#o.log.error({ event: 'config-rejected', version: snap.version, errors: next.errors.map(formatDiagnostic), keeping: this.configVersion || null }, `configuration version ${snap.version} rejected (${next.errors.length} error(s))${started ? `; version ${this.configVersion} stays in force` : ''}`);
+            return { ok: false, error: text };
+          }
+          if (!started) {
+            started = true;
+            resolve(next);
+            return { ok: true };
+          }
+          this.#apply(next);
+          return { ok: true };
+        },
+        onConnected: () => this.#o.log.info({ event: 'control-plane-connected' }, 'connected to the control plane'),
+        onDisconnected: (error, retryInMs) => this.#o.log.warn({ event: 'control-plane-disconnected', error, retryInMs }, `control plane stream lost (${error}); keeping version ${this.configVersion || '(none yet)'}, retrying in ${retryInMs} ms`),
+      });
+    });
+  }
+
+  #apply(next: Loaded): void {
+    const old = this.#loaded;
+    this.#loaded = next;
+    this.#lastError = undefined;
+    this.#jwks.watch(next.registry.sources);
+    old?.registry.stop();
+    this.#o.log.info({ event: 'config-applied', configVersion: next.state.version, resources: next.resources }, `configuration version ${next.state.version} applied (${next.resources} resources)`);
+  }
+
   #watch(): void {
-    const paths = [this.#o.meshFile, ...this.#o.config];
+    const paths = [this.#o.meshFile ?? '', ...(this.#o.config ?? [])];
     for (const p of paths) {
       try {
         const w = watch(p, { persistent: false }, () => this.#scheduleReload());
@@ -263,14 +346,10 @@ export class Sidecar {
       this.#o.log.error({ event: 'config-rejected', errors: next.errors.map(formatDiagnostic), keeping: this.configVersion }, `new configuration rejected (${next.errors.length} error(s)); version ${this.configVersion} stays in force`);
       return false;
     }
-    const old = this.#loaded;
-    this.#loaded = next;
-    this.#lastError = undefined;
-    this.#jwks.watch(next.registry.sources);
-    old?.registry.stop();
-    this.#o.log.info({ event: 'config-applied', configVersion: next.state.version, resources: next.resources }, `configuration version ${next.state.version} applied (${next.resources} resources)`);
+    this.#apply(next);
     return true;
   }
+
 
   #workloadName: string | undefined;
 

@@ -1,0 +1,76 @@
+import { pino } from 'pino';
+import { CertificateAuthority } from '../identity/ca.ts';
+import { readCaDir } from '../io/ca-dir.ts';
+import { persistentLedger } from '../io/token-ledger.ts';
+import { ControlPlane } from '../control/server.ts';
+import { MeshStateError } from '../control/snapshot.ts';
+import { DirectorySource } from '../control/source.ts';
+import { parseTtl } from './duration.ts';
+import type { CommandOutput } from './check.ts';
+
+export interface ControlPlaneCliOptions {
+  readonly dir: string;
+  readonly ca: string;
+  readonly host: string;
+  readonly port: string;
+  readonly adminPort: string;
+  readonly debounce: string;
+  readonly svidTtl?: string;
+}
+
+function port(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${flag}: not a port: ${value}`);
+  return n;
+}
+
+/** `rampart control-plane DIR --ca CADIR`: runs until SIGINT/SIGTERM; JSON log lines on standard output. */
+export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number> {
+  const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  let cp: ControlPlane;
+  try {
+    const material = await readCaDir(o.ca);
+    const source = new DirectorySource(o.dir);
+    const first = await source.read();
+    const { parseMeshFile } = await import('../resources/mesh-file.ts');
+    const mesh = parseMeshFile(first.mesh.text, first.mesh.file).mesh.mesh;
+    const ca = new CertificateAuthority(material, { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases, usedTokens: persistentLedger(o.ca) });
+    const svidTtlMs = o.svidTtl === undefined ? undefined : parseTtl(o.svidTtl, '--svid-ttl');
+    cp = new ControlPlane({
+      source, ca, log, host: o.host, port: port(o.port, '--port'), adminPort: port(o.adminPort, '--admin-port'),
+      debounceMs: parseTtl(o.debounce, '--debounce'), ...(svidTtlMs === undefined ? {} : { svidTtlMs }),
+    });
+    await cp.start();
+  } catch (err) {
+    const message = err instanceof MeshStateError ? err.message : (err as Error).message;
+    process.stderr.write(`rampart control-plane: ${message}\n`);
+    return 2;
+  }
+  log.info({ event: 'ready', port: cp.port, admin: cp.adminPort, identity: cp.identity.uri, version: cp.state?.version }, `control plane ready on ${o.host}:${cp.port} (status: http://127.0.0.1:${cp.adminPort}/status)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  log.info({ event: 'stopping' }, 'stopping');
+  await cp.stop();
+  return 0;
+}
+
+/** `rampart status`: the control plane's view of its proxies. */
+export async function runStatus(o: { readonly admin: string; readonly json?: boolean }): Promise<CommandOutput> {
+  let body: string;
+  try {
+    const res = await fetch(new URL('/status', o.admin));
+    body = await res.text();
+    if (!res.ok) return { stdout: '', stderr: `rampart status: ${o.admin} answered ${res.status}\n`, exitCode: 2 };
+  } catch (err) {
+    return { stdout: '', stderr: `rampart status: cannot reach the control plane at ${o.admin}: ${(err as Error).message}\n`, exitCode: 2 };
+  }
+  if (o.json === true) return { stdout: body, stderr: '', exitCode: 0 };
+  const { formatStatus } = await import('../control/status-text.ts');
+  const report = JSON.parse(body) as import('../control/protocol.ts').StatusReport;
+  const text = formatStatus(report, new Date());
+  // Exit 1 when something needs attention: a rejected file or a proxy not running the current version.
+  const attention = report.rejected.length > 0 || report.proxies.some((p) => p.state !== 'ACK' || p.ackedVersion !== report.version);
+  return { stdout: text, stderr: '', exitCode: attention ? 1 : 0 };
+}

@@ -1,0 +1,69 @@
+import type { ProxySnapshot } from './snapshot.ts';
+
+/**
+ * The wire format between proxies and the control plane, over one mTLS HTTP/2 connection. Bodies are JSON;
+ * the configuration stream is NDJSON in both directions (one message per line).
+ */
+
+export const PATH_CSR = '/v1/csr';
+export const PATH_STREAM = '/v1/stream';
+
+/** The control plane's own identity: spiffe://<trust domain>/ns/istio-system/sa/rampart-control-plane. */
+export const CONTROL_PLANE_NAMESPACE = 'istio-system';
+export const CONTROL_PLANE_SERVICE_ACCOUNT = 'rampart-control-plane';
+
+/** Proxy → control plane. */
+export type ProxyMessage =
+  | { readonly type: 'subscribe'; readonly workload: string }
+  | { readonly type: 'ack'; readonly version: string; readonly certNotAfter?: string }
+  | { readonly type: 'nack'; readonly version: string; readonly error: string; readonly certNotAfter?: string };
+
+/** Control plane → proxy. */
+export type ControlMessage = { readonly type: 'snapshot' } & ProxySnapshot;
+
+export interface ProxyStatus {
+  readonly id: number;
+  readonly workload: string;
+  readonly identity: string;
+  readonly address: string;
+  readonly connectedAt: string;
+  readonly sentVersion: string | null;
+  readonly ackedVersion: string | null;
+  /** ACK: runs the version it was sent; NACK: refused it (see error) and runs an older one; PENDING: not answered yet. */
+  readonly state: 'PENDING' | 'ACK' | 'NACK';
+  readonly error: string | null;
+  readonly certNotAfter: string | null;
+}
+
+export interface StatusReport {
+  readonly version: string | null;
+  readonly source: string;
+  readonly lastChange: string | null;
+  readonly sourceError: string | null;
+  /** Errors that kept files out of the current version (their last good content is in force). */
+  readonly rejected: readonly string[];
+  readonly rejectedFiles: readonly string[];
+  readonly resources: number;
+  readonly workloads: readonly string[];
+  readonly proxies: readonly ProxyStatus[];
+  readonly controlPlane: { readonly identity: string; readonly port: number | null; readonly certNotAfter: string | null };
+}
+
+/** Calls `onLine` for every newline-terminated line; `onEnd` with an error for a line over `limit` bytes. */
+export function readLines(stream: NodeJS.ReadableStream, limit: number, onLine: (line: string) => void, onEnd: (err?: Error) => void): void {
+  let buffered = '';
+  stream.on('data', (c: Buffer | string) => {
+    buffered += typeof c === 'string' ? c : c.toString('utf8');
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line.trim() !== '') onLine(line);
+    }
+    if (buffered.length > limit) {
+      buffered = '';
+      onEnd(new Error(`a message is larger than ${limit} bytes`));
+    }
+  });
+  stream.on('end', () => onEnd());
+}

@@ -1,0 +1,445 @@
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { RampartError } from '../errors.ts';
+import { CaError, type CertificateAuthority, type CsrCredential } from '../identity/ca.ts';
+import { BootstrapTokenError } from '../identity/bootstrap-token.ts';
+import { istioSpiffeId, type SpiffeId } from '../identity/spiffe-id.ts';
+import { svidFromPem, type Svid } from '../identity/svid.ts';
+import { SvidError } from '../identity/svid-verify.ts';
+import { peerChain, serverTlsOptions, verifyTlsPeer } from '../identity/tls.ts';
+import { createCsr, generateKeyPair, privateKeyPem } from '../identity/x509.ts';
+import { formatDiagnostic } from '../resources/diagnostic.ts';
+import type { MeshWorkload } from '../resources/mesh-file.ts';
+import type { EventLog } from '../telemetry/jwks.ts';
+import { buildMeshState, MeshStateError, proxySnapshot, type MeshState } from './snapshot.ts';
+import type { ConfigSource } from './source.ts';
+import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, PATH_CSR, PATH_STREAM, readLines, type ProxyMessage, type StatusReport, type ProxyStatus } from './protocol.ts';
+
+/**
+ * `rampart control-plane`: holds the CA and the configuration, and serves proxies over one mTLS HTTP/2 port:
+ *
+ * - `POST /v1/csr`: signs a CSR for the identity the caller proves — its current SVID (the TLS client certificate)
+ *   or, for a first certificate, a single-use bootstrap token (`authorization: Bearer …`). The SPIFFE ID signed is
+ *   the authenticated one, whatever the CSR asks for (a CSR naming another identity is refused).
+ * - `POST /v1/stream`: a proxy with an SVID subscribes for its workload; the control plane sends it versioned
+ *   snapshots (NDJSON, one per line) and the proxy answers each with an ACK or a NACK carrying the error, as xDS does.
+ *
+ * Status (connected proxies, their config version and ACK state, certificate expiry) is served as JSON on a
+ * separate plain-HTTP admin port on 127.0.0.1 (`GET /status`), which `rampart status` reads.
+ */
+
+export class ControlPlaneError extends RampartError {}
+
+export interface ControlPlaneOptions {
+  readonly source: ConfigSource;
+  readonly ca: CertificateAuthority;
+  /** Address and port of the mTLS port (0 picks a free port). */
+  readonly host?: string;
+  readonly port?: number;
+  /** Plain-HTTP admin port on 127.0.0.1 for status, readiness and metrics (absent: none; 0 picks one). */
+  readonly adminPort?: number;
+  /** Wait after a change before reading and pushing (istiod's PILOT_DEBOUNCE_AFTER: 100 ms). */
+  readonly debounceMs?: number;
+  /** Lifetime of the SVIDs signed for proxies; the CA default (24 h) when absent. */
+  readonly svidTtlMs?: number;
+  readonly log: EventLog;
+}
+
+interface Subscriber {
+  readonly id: number;
+  readonly workload: MeshWorkload;
+  readonly identity: string;
+  readonly address: string;
+  readonly connectedAt: Date;
+  readonly stream: http2.ServerHttp2Stream;
+  sentVersion: string | undefined;
+  ackedVersion: string | undefined;
+  state: 'PENDING' | 'ACK' | 'NACK';
+  error: string | undefined;
+  certNotAfter: string | undefined;
+  sentAt: number;
+  ackedAt: number;
+}
+
+/** Largest message a proxy may send on its stream (ACKs, NACKs with their errors). */
+const MAX_PROXY_MESSAGE = 256 * 1024;
+const MAX_CSR_BODY = 64 * 1024;
+
+export class ControlPlane {
+  readonly #o: ControlPlaneOptions;
+  #state: MeshState | undefined;
+  #server: http2.Http2SecureServer | undefined;
+  #admin: http.Server | undefined;
+  #svid: Svid | undefined;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+  #unwatch: (() => void) | undefined;
+  #nextId = 1;
+  readonly #subscribers = new Map<number, Subscriber>();
+  #lastChange: Date | undefined;
+  #lastReadError: string | undefined;
+  #rebuilding: Promise<void> | undefined;
+  #again = false;
+  /** Listeners told after every state change (tests and `rampart up` use it). */
+  readonly #changeListeners = new Set<(s: MeshState) => void>();
+
+  constructor(options: ControlPlaneOptions) {
+    this.#o = options;
+  }
+
+  get port(): number | undefined {
+    return (this.#server?.address() as AddressInfo | null)?.port;
+  }
+
+  get adminPort(): number | undefined {
+    return (this.#admin?.address() as AddressInfo | null)?.port;
+  }
+
+  get state(): MeshState | undefined {
+    return this.#state;
+  }
+
+  /** The control plane's own SPIFFE ID, which proxies expect of the server they connect to. */
+  get identity(): SpiffeId {
+    return istioSpiffeId(this.#o.ca.trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT);
+  }
+
+  onChange(listener: (s: MeshState) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  /** Reads the source (a first configuration with errors throws MeshStateError), then opens the ports. */
+  async start(): Promise<void> {
+    const input = await this.#o.source.read();
+    this.#state = buildMeshState(input, undefined);
+    this.#lastChange = new Date();
+    this.#report(this.#state);
+    await this.#renewOwnSvid();
+    const tls = serverTlsOptions(this.#svid!, this.#o.ca.trustBundle);
+    const server = http2.createSecureServer({ ...tls, ALPNProtocols: ['h2'] });
+    server.on('stream', (stream, headers) => this.#onStream(stream, headers));
+    server.on('sessionError', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#o.port ?? 0, this.#o.host ?? '127.0.0.1', () => resolve());
+    });
+    this.#server = server;
+    if (this.#o.adminPort !== undefined) {
+      const admin = http.createServer((req, res) => this.#adminRequest(req, res));
+      await new Promise<void>((resolve, reject) => {
+        admin.once('error', reject);
+        admin.listen(this.#o.adminPort, '127.0.0.1', () => resolve());
+      });
+      this.#admin = admin;
+    }
+    this.#unwatch = this.#o.source.watch(() => this.#schedule());
+  }
+
+  async stop(): Promise<void> {
+    this.#unwatch?.();
+    clearTimeout(this.#debounce);
+    clearTimeout(this.#renewTimer);
+    for (const s of this.#subscribers.values()) s.stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.#subscribers.clear();
+    const server = this.#server;
+    if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
+    const admin = this.#admin;
+    if (admin !== undefined) {
+      admin.closeAllConnections();
+      await new Promise<void>((r) => admin.close(() => r()));
+    }
+  }
+
+  /** Reads the source now and pushes what changed (the debounced watcher calls this). */
+  async refresh(): Promise<void> {
+    if (this.#rebuilding !== undefined) {
+      this.#again = true;
+      return this.#rebuilding;
+    }
+    this.#rebuilding = (async () => {
+      do {
+        this.#again = false;
+        await this.#rebuild();
+      } while (this.#again);
+    })().finally(() => (this.#rebuilding = undefined));
+    return this.#rebuilding;
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => void this.refresh(), this.#o.debounceMs ?? 100);
+  }
+
+  async #rebuild(): Promise<void> {
+    let input;
+    try {
+      input = await this.#o.source.read();
+      this.#lastReadError = undefined;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (this.#lastReadError !== message) this.#o.log.error({ event: 'source-unreadable', error: message }, `cannot read ${this.#o.source.description}: ${message}; version ${this.#state?.version} stays`);
+      this.#lastReadError = message;
+      return;
+    }
+    const previous = this.#state!;
+    let next: MeshState;
+    try {
+      next = buildMeshState(input, previous);
+    } catch (err) {
+      if (!(err instanceof MeshStateError)) throw err;
+      return;
+    }
+    const rejectedBefore = previous.rejectedFiles.join('\n') + previous.diagnostics.map(formatDiagnostic).join('\n');
+    const rejectedNow = next.rejectedFiles.join('\n') + next.diagnostics.map(formatDiagnostic).join('\n');
+    this.#state = next;
+    if (next.version === previous.version) {
+      if (rejectedNow !== rejectedBefore) this.#report(next);
+      return;
+    }
+    this.#lastChange = new Date();
+    this.#report(next);
+    for (const s of this.#subscribers.values()) this.#push(s);
+    for (const l of this.#changeListeners) l(next);
+  }
+
+  #report(s: MeshState): void {
+    const errors = s.diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length > 0) {
+      this.#o.log.error(
+        { event: 'config-rejected', files: s.rejectedFiles, errors: errors.map(formatDiagnostic), version: s.version },
+        `${s.rejectedFiles.length} file(s) rejected (${errors.length} error(s)); their last good content stays in force`,
+      );
+    }
+    this.#o.log.info({ event: 'config-version', version: s.version, resources: s.resources.length, workloads: s.mesh.workloads.length }, `configuration version ${s.version}: ${s.resources.length} resources, ${s.mesh.workloads.length} workloads`);
+  }
+
+  async #renewOwnSvid(): Promise<void> {
+    const keys = await generateKeyPair('ec-p256');
+    const id = this.identity;
+    const issued = this.#o.ca.issue({ csr: createCsr(keys, id.uri) }, id);
+    this.#svid = svidFromPem(privateKeyPem(keys.privateKey), issued.chainPem);
+    this.#server?.setSecureContext(serverTlsOptions(this.#svid, this.#o.ca.trustBundle));
+    // At half the lifetime, as the proxies do.
+    const wait = Math.max(1_000, (issued.notAfter.getTime() - Date.now()) / 2);
+    this.#renewTimer = setTimeout(() => void this.#renewOwnSvid().catch((err: unknown) => this.#o.log.error({ event: 'svid-renewal-failed', error: String(err) }, 'the control plane could not renew its own SVID')), Math.min(wait, 2 ** 31 - 1));
+    this.#renewTimer.unref();
+  }
+
+  #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', () => undefined);
+    const path = headers[':path'];
+    const method = headers[':method'];
+    if (method === 'POST' && path === PATH_CSR) void this.#csr(stream, headers);
+    else if (method === 'POST' && path === PATH_STREAM) this.#subscribe(stream);
+    else this.#reply(stream, 404, { code: 'ERR_NOT_FOUND', error: `no ${method} ${path}` });
+  }
+
+  #reply(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
+    if (stream.destroyed || stream.closed) return;
+    if (!stream.headersSent) stream.respond({ ':status': status, 'content-type': 'application/json' });
+    stream.end(JSON.stringify(body));
+  }
+
+  /** The caller's SVID, verified against the bundle; undefined when it presented none. Throws for a bad one. */
+  #peer(stream: http2.ServerHttp2Stream): { id: SpiffeId; notAfter: Date; chain: ReturnType<typeof peerChain> } | undefined {
+    const socket = stream.session?.socket as TLSSocket | undefined;
+    if (socket === undefined) return undefined;
+    const cert = socket.getPeerCertificate(false) as { raw?: Buffer } | undefined;
+    if (cert === undefined || cert.raw === undefined) return undefined;
+    const v = verifyTlsPeer(socket, this.#o.ca.trustBundle, 'client');
+    return { id: v.spiffeId, notAfter: v.notAfter, chain: peerChain(socket) };
+  }
+
+  async #csr(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    let body: { csr?: unknown; ttlMs?: unknown };
+    try {
+      body = JSON.parse(await readBody(stream, MAX_CSR_BODY)) as typeof body;
+    } catch (err) {
+      this.#reply(stream, 400, { code: 'ERR_CSR_REQUEST', error: `the request is not a JSON object with a "csr": ${(err as Error).message}` });
+      return;
+    }
+    if (typeof body !== 'object' || body === null || typeof body.csr !== 'string') {
+      this.#reply(stream, 400, { code: 'ERR_CSR_REQUEST', error: 'the request is not a JSON object with a "csr" string' });
+      return;
+    }
+    let credential: CsrCredential;
+    try {
+      const peer = this.#peer(stream);
+      const auth = headers['authorization'];
+      if (peer !== undefined) credential = { kind: 'svid', chain: peer.chain };
+      else if (typeof auth === 'string' && /^Bearer\s+\S+$/i.test(auth)) credential = { kind: 'bootstrap-token', token: auth.replace(/^Bearer\s+/i, '') };
+      else {
+        this.#reply(stream, 401, { code: 'ERR_CSR_UNAUTHENTICATED', error: 'no credential: present an SVID (TLS client certificate) or a bootstrap token (authorization: Bearer …)' });
+        return;
+      }
+    } catch (err) {
+      this.#reply(stream, 401, { code: 'ERR_CSR_UNAUTHENTICATED', error: `the client certificate is not an acceptable SVID: ${(err as Error).message}` });
+      return;
+    }
+    try {
+      const ttl = typeof body.ttlMs === 'number' ? body.ttlMs : this.#o.svidTtlMs;
+      const issued = await this.#o.ca.signCsr({ csr: body.csr, ...(ttl === undefined ? {} : { ttlMs: ttl }) }, credential);
+      this.#o.log.info({ event: 'svid-signed', spiffeId: issued.spiffeId.uri, by: credential.kind, notAfter: issued.notAfter.toISOString() }, `signed an SVID for ${issued.spiffeId.uri} (${credential.kind})`);
+      this.#reply(stream, 200, { chainPem: issued.chainPem, rootsPem: issued.rootsPem });
+    } catch (err) {
+      const unauthenticated = err instanceof BootstrapTokenError || err instanceof SvidError || (err instanceof CaError && err.code === 'ERR_CSR_UNAUTHENTICATED');
+      const code = err instanceof RampartError ? err.code : 'ERR_CSR';
+      this.#o.log.warn({ event: 'csr-refused', by: credential.kind, code, error: (err as Error).message }, `CSR refused: ${(err as Error).message}`);
+      this.#reply(stream, unauthenticated ? 401 : 403, { code, error: (err as Error).message });
+    }
+  }
+
+  #subscribe(stream: http2.ServerHttp2Stream): void {
+    let peer;
+    try {
+      peer = this.#peer(stream);
+    } catch (err) {
+      this.#reply(stream, 401, { code: 'ERR_STREAM_UNAUTHENTICATED', error: (err as Error).message });
+      return;
+    }
+    if (peer === undefined) {
+      this.#reply(stream, 401, { code: 'ERR_STREAM_UNAUTHENTICATED', error: 'subscribing needs an SVID (TLS client certificate)' });
+      return;
+    }
+    let sub: Subscriber | undefined;
+    readLines(stream, MAX_PROXY_MESSAGE, (line) => {
+      let msg: ProxyMessage;
+      try {
+        msg = JSON.parse(line) as ProxyMessage;
+      } catch {
+        this.#reply(stream, 400, { code: 'ERR_STREAM_MESSAGE', error: 'a message is not JSON' });
+        return;
+      }
+      if (sub === undefined) {
+        if (msg.type !== 'subscribe' || typeof msg.workload !== 'string') {
+          this.#reply(stream, 400, { code: 'ERR_STREAM_MESSAGE', error: 'the first message must be {"type":"subscribe","workload":"NAMESPACE/NAME"}' });
+          return;
+        }
+        const [ns, name] = msg.workload.split('/');
+        const w = this.#state!.mesh.workloads.find((x) => x.namespace === ns && x.name === name);
+        const expected = w === undefined ? undefined : istioSpiffeId(this.#o.ca.trustDomain, w.namespace, w.serviceAccount);
+        if (w === undefined || expected === undefined || !sameAccount(peer.id, expected)) {
+          const why = w === undefined ? `workload ${msg.workload} is not in the mesh` : `workload ${msg.workload} runs as ${expected!.uri}, not ${peer.id.uri}`;
+          this.#o.log.warn({ event: 'subscribe-refused', workload: msg.workload, identity: peer.id.uri, reason: why }, `subscription refused: ${why}`);
+          this.#reply(stream, 403, { code: 'ERR_STREAM_FORBIDDEN', error: why });
+          return;
+        }
+        const socket = stream.session?.socket;
+        sub = {
+          id: this.#nextId++, workload: w, identity: peer.id.uri, address: `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`, connectedAt: new Date(), stream,
+          sentVersion: undefined, ackedVersion: undefined, state: 'PENDING', error: undefined, certNotAfter: peer.notAfter.toISOString(), sentAt: 0, ackedAt: 0,
+        };
+        this.#subscribers.set(sub.id, sub);
+        stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
+        this.#o.log.info({ event: 'proxy-connected', proxy: sub.id, workload: msg.workload, identity: sub.identity, address: sub.address }, `proxy ${sub.id} (${msg.workload}) connected`);
+        this.#push(sub);
+        return;
+      }
+      if ((msg.type === 'ack' || msg.type === 'nack') && typeof msg.version === 'string') {
+        sub.ackedAt = Date.now();
+        if (typeof msg.certNotAfter === 'string') sub.certNotAfter = msg.certNotAfter;
+        if (msg.type === 'ack') {
+          sub.ackedVersion = msg.version;
+          sub.state = msg.version === sub.sentVersion ? 'ACK' : sub.state;
+          sub.error = undefined;
+        } else {
+          sub.state = 'NACK';
+          sub.error = typeof msg.error === 'string' ? msg.error.slice(0, 4_096) : 'rejected';
+          this.#o.log.warn({ event: 'proxy-nack', proxy: sub.id, workload: `${sub.workload.namespace}/${sub.workload.name}`, version: msg.version, error: sub.error }, `proxy ${sub.id} rejected version ${msg.version}: ${sub.error}`);
+        }
+        for (const l of this.#ackListeners) l(sub.id, msg.type, msg.version);
+      }
+    }, (err) => {
+      if (err !== undefined) this.#reply(stream, 400, { code: 'ERR_STREAM_MESSAGE', error: err.message });
+    });
+    stream.on('close', () => {
+      if (sub === undefined) return;
+      this.#subscribers.delete(sub.id);
+      this.#o.log.info({ event: 'proxy-disconnected', proxy: sub.id, workload: `${sub.workload.namespace}/${sub.workload.name}` }, `proxy ${sub.id} disconnected`);
+    });
+  }
+
+  readonly #ackListeners = new Set<(proxy: number, kind: 'ack' | 'nack', version: string) => void>();
+
+  /** Called on every ACK and NACK (the convergence benchmark and tests wait on it). */
+  onAck(listener: (proxy: number, kind: 'ack' | 'nack', version: string) => void): () => void {
+    this.#ackListeners.add(listener);
+    return () => this.#ackListeners.delete(listener);
+  }
+
+  #push(s: Subscriber): void {
+    const state = this.#state!;
+    const snap = proxySnapshot(state, s.workload, this.#o.ca.trustBundle.pem);
+    s.sentVersion = snap.version;
+    s.sentAt = Date.now();
+    if (s.ackedVersion !== snap.version) s.state = 'PENDING';
+    s.stream.write(`${JSON.stringify({ type: 'snapshot', ...snap })}\n`);
+  }
+
+  /** What `rampart status` shows. */
+  status(): StatusReport {
+    const s = this.#state;
+    const proxies: ProxyStatus[] = [...this.#subscribers.values()].map((p) => ({
+      id: p.id,
+      workload: `${p.workload.namespace}/${p.workload.name}`,
+      identity: p.identity,
+      address: p.address,
+      connectedAt: p.connectedAt.toISOString(),
+      sentVersion: p.sentVersion ?? null,
+      ackedVersion: p.ackedVersion ?? null,
+      state: p.state,
+      error: p.error ?? null,
+      certNotAfter: p.certNotAfter ?? null,
+    }));
+    return {
+      version: s === undefined ? null : String(s.version),
+      source: this.#o.source.description,
+      lastChange: this.#lastChange?.toISOString() ?? null,
+      sourceError: this.#lastReadError ?? null,
+      rejected: s === undefined ? [] : s.diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic),
+      rejectedFiles: s?.rejectedFiles ?? [],
+      resources: s?.resources.length ?? 0,
+      workloads: s?.mesh.workloads.map((w) => `${w.namespace}/${w.name}`) ?? [],
+      proxies,
+      controlPlane: { identity: this.identity.uri, port: this.port ?? null, certNotAfter: this.#svid?.notAfter.toISOString() ?? null },
+    };
+  }
+
+  #adminRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (path === '/status') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(this.status(), null, 2)}\n`);
+    } else if (path === '/ready') {
+      const ready = this.#server !== undefined && this.#state !== undefined;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'LIVE\n' : 'NOT READY\n');
+    } else {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(`${JSON.stringify({ error: 'not found', endpoints: ['/status', '/ready'] })}\n`);
+    }
+  }
+}
+
+function sameAccount(a: SpiffeId, b: SpiffeId): boolean {
+  return a.uri === b.uri;
+}
+
+/** The whole body of a request, up to `limit` bytes. */
+function readBody(stream: http2.ServerHttp2Stream, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new Error(`larger than ${limit} bytes`));
+        stream.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    stream.on('error', reject);
+  });
+}

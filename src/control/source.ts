@@ -1,0 +1,56 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { readConfigSources } from '../io/config-files.ts';
+import type { SourceInput } from './snapshot.ts';
+
+/**
+ * Where the control plane's configuration comes from. A directory now; Kubernetes (a CRD watch) is meant to be a
+ * second implementation behind the same two calls.
+ */
+export interface ConfigSource {
+  /** A human name for logs and status ("directory examples/mesh"). */
+  readonly description: string;
+  /** The current texts. Throws when the source cannot be read at all (the caller keeps what it has). */
+  read(): Promise<SourceInput>;
+  /** Calls `onChange` (possibly many times per change: the caller debounces) until the returned function is called. */
+  watch(onChange: () => void): () => void;
+}
+
+export const MESH_FILE_NAME = 'mesh.yaml';
+
+/** A directory: `mesh.yaml` (mesh settings, workloads, services) and Istio YAML in every other file, recursively. */
+export class DirectorySource implements ConfigSource {
+  readonly dir: string;
+  readonly description: string;
+
+  constructor(dir: string) {
+    this.dir = resolve(dir);
+    this.description = `directory ${dir}`;
+  }
+
+  async read(): Promise<SourceInput> {
+    const meshFile = join(this.dir, MESH_FILE_NAME);
+    const meshText = await readFile(meshFile, 'utf8');
+    const all = await readConfigSources([this.dir]);
+    return { mesh: { file: meshFile, text: meshText }, policies: all.filter((s) => resolve(s.file) !== meshFile) };
+  }
+
+  watch(onChange: () => void): () => void {
+    let w: FSWatcher | undefined;
+    try {
+      // Recursive watching is native on Linux from Node 20 on; editors that replace files are seen as renames.
+      w = watch(this.dir, { recursive: true, persistent: false }, () => onChange());
+      w.on('error', () => undefined);
+    } catch {
+      w = undefined;
+    }
+    // A slow poll as well: watchers miss changes on some file systems, and a directory replaced whole.
+    const poll = setInterval(onChange, 2_000);
+    poll.unref();
+    return () => {
+      w?.close();
+      clearInterval(poll);
+    };
+  }
+}
