@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { formatDiagnostic, type Diagnostic } from '../resources/diagnostic.ts';
 import { loadResources, type SourceText } from '../resources/load.ts';
 import { parseMeshFile, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
@@ -48,6 +49,11 @@ export interface MeshState {
 /** What one proxy is sent. */
 export interface ProxySnapshot {
   readonly version: string;
+  /**
+   * SHA-256 of the content (mesh file, resources, bundle). Versions count from 1 again when the control plane
+   * restarts; a proxy that already runs this content acknowledges it without rebuilding anything.
+   */
+  readonly digest: string;
   readonly mesh: SourceText;
   readonly resources: readonly ResourceDocument[];
   /** PEM of the trusted roots. */
@@ -161,7 +167,10 @@ const indexes = new WeakMap<MeshState, ResourceIndex>();
 
 /** The snapshot for one proxy. */
 export function proxySnapshot(state: MeshState, workload: MeshWorkload, trustBundlePem: string): ProxySnapshot {
-  return { version: String(state.version), mesh: state.meshText, resources: documentsFor(state, workload), trustBundle: trustBundlePem };
+  const resources = documentsFor(state, workload);
+  const h = createHash('sha256').update(state.meshText.file).update('\0').update(state.meshText.text).update('\0').update(trustBundlePem);
+  for (const d of resources) h.update('\0').update(d.file).update(String(d.line)).update(d.json);
+  return { version: String(state.version), digest: h.digest('hex'), mesh: state.meshText, resources, trustBundle: trustBundlePem };
 }
 
 /** The policy texts a proxy loads from a snapshot (the same loader as files on disk). */

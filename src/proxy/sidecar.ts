@@ -290,6 +290,13 @@ export class Sidecar {
       let started = false;
       cp.subscribe({
         onSnapshot: async (snap) => {
+          if (started && snap.digest === this.#digest) {
+            // The same content again (a reconnect, or a restarted control plane counting from 1): nothing to rebuild,
+            // only the version label follows the control plane's.
+            const cur = this.#loaded;
+            if (cur !== undefined && cur.state.version !== snap.version) this.#loaded = { ...cur, state: { ...cur.state, version: snap.version } };
+            return { ok: true };
+          }
           const next = await this.#fromSnapshot(snap, identity);
           if ('errors' in next) {
             const text = next.errors.map(formatDiagnostic).join('\n');
@@ -297,6 +304,7 @@ export class Sidecar {
             this.#o.log.error({ event: 'config-rejected', version: snap.version, errors: next.errors.map(formatDiagnostic), keeping: this.configVersion || null }, `configuration version ${snap.version} rejected (${next.errors.length} error(s))${started ? `; version ${this.configVersion} stays in force` : ''}`);
             return { ok: false, error: text };
           }
+          this.#digest = snap.digest;
           if (!started) {
             started = true;
             resolve(next);
@@ -352,6 +360,8 @@ export class Sidecar {
 
 
   #workloadName: string | undefined;
+  /** Digest of the control plane snapshot in force. */
+  #digest: string | undefined;
 
   #onAccess(e: AccessEntry): void {
     this.#metrics?.record(e);

@@ -33,8 +33,9 @@ export function loopbackAddress(): string {
   return `127.${10 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}.${2 + Math.floor(Math.random() * 250)}`;
 }
 
-export async function startProxy(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningProxy> {
-  const child = spawn(process.execPath, ['--import', 'tsx', BIN, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+/** A `rampart` command as a child process, its JSON log lines collected as they come; not waited for. */
+export function spawnRampart(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Omit<RunningProxy, 'ready'> & { context(): string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', BIN, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const lines: Array<Record<string, unknown>> = [];
   let buf = '';
   child.stdout!.on('data', (c: Buffer) => {
@@ -53,19 +54,28 @@ export async function startProxy(args: readonly string[], env: NodeJS.ProcessEnv
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
   child.once('exit', (code) => lines.push({ exited: code, stderr }));
-  const context = (): string => `; the proxy said:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`;
+  const context = (): string => `; ${command} said:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`;
   const waitFor = (what: string, match: (line: Record<string, unknown>) => boolean, timeoutMs = 15_000): Promise<Record<string, unknown>> =>
     waitUntil(what, () => lines.find(match), timeoutMs, context);
-  const ready = await waitFor('ready', (l) => l['event'] === 'ready' || l['exited'] !== undefined, 30_000);
-  if (ready['exited'] !== undefined) throw new Error(`the proxy exited${context()}`);
   return {
-    child, lines, ready, waitFor,
+    child, lines, waitFor, context,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       await once(child, 'exit');
     },
   };
+}
+
+/** Waits for a spawned command's ready line; throws with its output when it exits first. */
+export async function whenReady(p: ReturnType<typeof spawnRampart>, timeoutMs = 30_000): Promise<RunningProxy> {
+  const ready = await p.waitFor('ready', (l) => l['event'] === 'ready' || l['exited'] !== undefined, timeoutMs);
+  if (ready['exited'] !== undefined) throw new Error(`the process exited${p.context()}`);
+  return { ...p, ready };
+}
+
+export async function startProxy(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningProxy> {
+  return whenReady(spawnRampart('proxy', args, env));
 }
 
 /** Writes raw bytes to host:port, then reads (as latin1) until the server closes or `waitMs` passes. */

@@ -1,0 +1,271 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { StatusReport } from '../../src/control/protocol.ts';
+import { createCsr, generateKeyPair } from '../../src/identity/x509.ts';
+import { istioSpiffeId } from '../../src/identity/spiffe-id.ts';
+import { ControlPlaneClient } from '../../src/proxy/control-client.ts';
+import { newCa } from '../support/certs.ts';
+import { listenLocal, loopbackAddress, scenarioDir, spawnRampart, whenReady, type RunningProxy } from '../support/proxy.ts';
+
+/**
+ * The control plane and three proxies as real processes on 127.0.0.1: the proxies get their SVIDs (bootstrap
+ * token, then renewals) and their configuration from it; a policy change reaches every proxy; an invalid change
+ * is refused with the last good configuration still enforced; the control plane restarts under traffic with no
+ * failed request; a proxy started while it is down comes up when it returns; forged credentials are refused.
+ */
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  const port = await listenLocal(s);
+  s.close();
+  await once(s, 'close');
+  return port;
+}
+
+function appServer(name: string): http.Server {
+  return http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ app: name, path: req.url, xfcc: req.headers['x-forwarded-client-cert'] ?? null })));
+  });
+}
+
+function get(port: number, path: string, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.setTimeout(5_000, () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+const STRICT = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: STRICT}}
+`;
+
+const ALLOW_SLEEP = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-sleep, namespace: default}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]}]
+`;
+
+const DENY_BLOCKED = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-blocked, namespace: default}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/blocked"]}}]}]
+`;
+
+describe('control plane with three proxies (real processes)', { timeout: 180_000 }, () => {
+  let dir: string;
+  let cfg: string;
+  let ca: Awaited<ReturnType<typeof newCa>>;
+  let cpPort: number;
+  let adminPort: number;
+  let cp: RunningProxy;
+  const proxies = new Map<string, Pick<RunningProxy, 'stop' | 'waitFor' | 'lines'>>();
+  const apps: http.Server[] = [];
+  let upPort: number;
+  const addr = { httpbin: loopbackAddress(), sleep: loopbackAddress(), ratings: loopbackAddress() };
+
+  const startCp = async (): Promise<RunningProxy> =>
+    whenReady(spawnRampart('control-plane', [cfg, '--ca', join(dir, 'ca'), '--port', String(cpPort), '--admin-port', String(adminPort), '--debounce', '50ms']));
+  const tokenFile = async (name: string, sa: string): Promise<string> => {
+    const f = join(dir, `${name}-${Date.now()}-${Math.random()}.token`);
+    await writeFile(f, await ca.bootstrapToken('default', sa));
+    return f;
+  };
+  const proxyArgs = async (workload: string, sa: string, extra: string[] = []): Promise<string[]> =>
+    ['--workload', `default/${workload}`, '--control-plane', `https://127.0.0.1:${cpPort}`, '--token', await tokenFile(workload, sa), '--root-cert', join(dir, 'ca', 'root-cert.pem'), ...extra];
+  const status = async (): Promise<StatusReport> => JSON.parse((await get(adminPort, '/status', 'admin')).body) as StatusReport;
+  /** Every one of `n` proxies connected and running the control plane's current version. */
+  const allSynced = async (n: number): Promise<StatusReport> => {
+    let last: StatusReport | undefined;
+    for (const end = Date.now() + 20_000; Date.now() < end;) {
+      try {
+        last = await status();
+        if (last.proxies.length === n && last.proxies.every((p) => p.state === 'ACK' && p.ackedVersion === last!.version)) return last;
+      } catch {
+        // Not up (yet).
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`proxies not in sync: ${JSON.stringify(last, null, 2)}`);
+  };
+
+  before(async () => {
+    ({ dir, ca } = await scenarioDir('rampart-cp-'));
+    cfg = join(dir, 'cfg');
+    await mkdir(cfg);
+    [cpPort, adminPort, upPort] = [await freePort(), await freePort(), await freePort()];
+    const ports: Record<string, number> = {};
+    for (const name of ['httpbin', 'ratings']) {
+      const s = appServer(name);
+      apps.push(s);
+      ports[name] = await listenLocal(s);
+    }
+    await writeFile(join(cfg, 'mesh.yaml'), `meshConfig: {trustDomain: cluster.local}
+workloads:
+- {name: httpbin, namespace: default, serviceAccount: httpbin, labels: {app: httpbin}, address: ${addr.httpbin}, ports: [{name: http, port: 8000, targetPort: ${ports['httpbin']}}]}
+- {name: sleep, namespace: default, serviceAccount: sleep, labels: {app: sleep}, address: ${addr.sleep}}
+- {name: ratings, namespace: default, serviceAccount: ratings, labels: {app: ratings}, address: ${addr.ratings}, ports: [{name: http, port: 9080, targetPort: ${ports['ratings']}}]}
+services:
+- {name: httpbin, namespace: default, selector: {app: httpbin}, ports: [{name: http, port: 8000}]}
+- {name: ratings, namespace: default, selector: {app: ratings}, ports: [{name: http, port: 9080}]}
+`);
+    await writeFile(join(cfg, 'policies.yaml'), `${STRICT}---\n${ALLOW_SLEEP}`);
+    // The CA directory of the scenario is the control plane's: tokens minted here verify there.
+    cp = await startCp();
+    const started = await Promise.all([
+      whenReady(spawnRampart('proxy', await proxyArgs('httpbin', 'httpbin'))),
+      whenReady(spawnRampart('proxy', await proxyArgs('sleep', 'sleep', ['--upstream', `${upPort}=httpbin.default:8000`, '--upstream', `${upPort + 1}=ratings.default:9080`]))),
+      whenReady(spawnRampart('proxy', await proxyArgs('ratings', 'ratings'))),
+    ]);
+    proxies.set('httpbin', started[0]).set('sleep', started[1]).set('ratings', started[2]);
+  });
+
+  after(async () => {
+    await Promise.all([...proxies.values()].map((p) => p.stop()));
+    await cp?.stop();
+    for (const s of apps) s.close();
+  });
+
+  it('signs each proxy an SVID for its token\'s identity and reports them in sync', async () => {
+    const s = await allSynced(3);
+    assert.deepEqual(s.proxies.map((p) => p.workload).sort(), ['default/httpbin', 'default/ratings', 'default/sleep']);
+    for (const p of s.proxies) {
+      assert.equal(p.identity, `spiffe://cluster.local/ns/default/sa/${p.workload.split('/')[1]}`);
+      assert.ok(p.certNotAfter !== null && new Date(p.certNotAfter).getTime() > Date.now() + 3_600_000, 'a day-long SVID');
+    }
+    assert.ok(cp.lines.some((l) => l['event'] === 'svid-signed' && l['by'] === 'bootstrap-token'));
+    const r = await get(upPort, '/headers', 'httpbin.default:8000');
+    assert.equal(r.status, 200);
+    assert.match(JSON.parse(r.body).xfcc, /URI=spiffe:\/\/cluster\.local\/ns\/default\/sa\/sleep/);
+  });
+
+  it('a policy change reaches every proxy and decides the next request', async () => {
+    const before = await status();
+    assert.equal((await get(upPort, '/blocked', 'httpbin.default:8000')).status, 200);
+    await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+    const s = await allSyncedAfter(before.version);
+    assert.notEqual(s.version, before.version);
+    assert.equal((await get(upPort, '/blocked', 'httpbin.default:8000')).status, 403);
+    assert.equal((await get(upPort, '/headers', 'httpbin.default:8000')).status, 200);
+    // ratings has no ALLOW policy of its own: the namespace-wide DENY reaches it too.
+    assert.equal((await get(upPort + 1, '/blocked', 'ratings.default:9080')).status, 403);
+  });
+
+  async function allSyncedAfter(version: string | null): Promise<StatusReport> {
+    for (const end = Date.now() + 20_000; Date.now() < end;) {
+      const s = await status();
+      if (s.version !== version) return allSynced(3);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`the control plane never left version ${version}`);
+  }
+
+  it('an invalid change is rejected, reported, and the last good configuration stays enforced', async () => {
+    const before = await allSynced(3);
+    await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED.replace('action: DENY', 'action: DENNY'));
+    let s: StatusReport | undefined;
+    for (const end = Date.now() + 10_000; Date.now() < end && s === undefined;) {
+      const x = await status();
+      if (x.rejected.length > 0) s = x;
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(s !== undefined, 'a rejection reported');
+    assert.equal(s.version, before.version, 'nothing pushed');
+    assert.match(s.rejected.join('\n'), /deny\.yaml:5: error .*spec\.action/);
+    assert.ok(cp.lines.some((l) => l['event'] === 'config-rejected'));
+    assert.equal((await get(upPort, '/blocked', 'httpbin.default:8000')).status, 403, 'the last good DENY still applies');
+    // rampart status says so too, and exits 1.
+    const out = spawnRampart('status', ['--admin', `http://127.0.0.1:${adminPort}`]);
+    const [code] = (await once(out.child, 'exit')) as [number];
+    assert.equal(code, 1);
+    await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+  });
+
+  it('the control plane killed and restarted while traffic flows: zero failed requests, proxies resume', async () => {
+    await allSynced(3);
+    let ok = 0;
+    const failures: string[] = [];
+    let running = true;
+    const load = (async () => {
+      while (running) {
+        try {
+          const r = await get(upPort, '/headers', 'httpbin.default:8000');
+          if (r.status === 200) ok++;
+          else failures.push(`status ${r.status}`);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    cp.child.kill('SIGKILL');
+    await once(cp.child, 'exit');
+    await proxies.get('sleep')!.waitFor('the stream lost', (l) => l['event'] === 'control-plane-disconnected');
+    const duringOutage = ok;
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.ok(ok > duringOutage, 'requests kept flowing with the control plane down');
+    cp = await startCp();
+    await allSynced(3);
+    running = false;
+    await load;
+    assert.deepEqual(failures, []);
+    assert.ok(ok > 50, `${ok} requests`);
+  });
+
+  it('a proxy started while the control plane is down comes up once it returns', async () => {
+    await proxies.get('ratings')!.stop();
+    proxies.delete('ratings');
+    await cp.stop();
+    const late = spawnRampart('proxy', await proxyArgs('ratings', 'ratings'));
+    proxies.set('ratings', late);
+    await late.waitFor('a failed first CSR', (l) => l['event'] === 'svid-renewal-failed', 20_000);
+    assert.ok(!late.lines.some((l) => l['event'] === 'ready'));
+    cp = await startCp();
+    const ready = await whenReady(late, 30_000);
+    proxies.set('ratings', ready);
+    await allSynced(3);
+    assert.equal((await get(upPort + 1, '/headers', 'ratings.default:9080')).status, 200);
+  });
+
+  it('refuses a forged bootstrap token, a used one, a CSR for another identity, and a subscription for another workload', async () => {
+    const roots = await readFile(join(dir, 'ca', 'root-cert.pem'), 'utf8');
+    const url = `https://127.0.0.1:${cpPort}`;
+    const csrFor = async (sa: string): Promise<string> => createCsr(await generateKeyPair(), istioSpiffeId('cluster.local', 'default', sa).uri);
+    // Signed by another CA.
+    const forger = await newCa();
+    const forged = new ControlPlaneClient({ url, rootsPem: roots, workload: 'default/httpbin', token: await forger.bootstrapToken('default', 'httpbin') });
+    await assert.rejects(forged.requestSvid(await csrFor('httpbin'), undefined), /refused the CSR \(401\).*not signed by this CA/);
+    // A genuine token, for sleep, with a CSR naming httpbin.
+    const sleepToken = await ca.bootstrapToken('default', 'sleep');
+    const wrongId = new ControlPlaneClient({ url, rootsPem: roots, workload: 'default/sleep', token: sleepToken });
+    await assert.rejects(wrongId.requestSvid(await csrFor('httpbin'), undefined), /refused the CSR \(40[13]\)/);
+    // The same token again (even with a correct CSR): single use.
+    await assert.rejects(wrongId.requestSvid(await csrFor('sleep'), undefined), /already used/);
+    // A proxy holding sleep's identity asking for httpbin's configuration.
+    const impostor = spawnRampart('proxy', ['--workload', 'default/httpbin', '--control-plane', url, '--token', await tokenFile('impostor', 'sleep'), '--root-cert', join(dir, 'ca', 'root-cert.pem'), '--host', loopbackAddress()]);
+    try {
+      await cp.waitFor('the subscription refused', (l) => l['event'] === 'subscribe-refused' && String(l['reason']).includes('runs as spiffe://cluster.local/ns/default/sa/httpbin'));
+      assert.ok(!impostor.lines.some((l) => l['event'] === 'ready'));
+    } finally {
+      await impostor.stop();
+    }
+  });
+});
