@@ -144,6 +144,17 @@ export function buildProgram(): Command {
       process.exitCode = await (await import('./control-plane.ts')).runControlPlane({ dir, ...o });
     });
   program
+    .command('up')
+    .description('the main job: a whole mesh on this machine — control plane, a sidecar per workload of DIR/mesh.yaml, the demo apps — and a live line per request')
+    .argument('[dir]', 'mesh directory: mesh.yaml, Istio YAML, demo.yaml', 'examples/mesh')
+    .option('--demo', 'run the scripted walk-through (mTLS or not; valid, expired, missing token), print a summary and exit')
+    .option('--port <port>', "the control plane's mTLS port", '15012')
+    .option('--admin-port <port>', "the control plane's status port on 127.0.0.1", '15014')
+    .option('--svid-ttl <duration>', 'lifetime of the sidecars\' SVIDs (default 24h)')
+    .action(async (dir: string, o: { demo?: boolean; port: string; adminPort: string; svidTtl?: string }) => {
+      process.exitCode = await (await import('./up.ts')).runUp({ dir, ...o });
+    });
+  program
     .command('status')
     .description('the control plane\'s proxies: config version and ACK state, certificate expiry; rejected files (exit 1 if anything is out of step)')
     .option('--admin <url>', "the control plane's admin address", 'http://127.0.0.1:15014')

@@ -18,8 +18,13 @@ export interface ConfigSource {
 }
 
 export const MESH_FILE_NAME = 'mesh.yaml';
+/** Settings of `rampart up`'s demo apps, beside the mesh file; not configuration for proxies. */
+export const DEMO_FILE_NAME = 'demo.yaml';
 
-/** A directory: `mesh.yaml` (mesh settings, workloads, services) and Istio YAML in every other file, recursively. */
+/**
+ * A directory: `mesh.yaml` (mesh settings, workloads, services) and Istio YAML in every other .yaml, .yml and .json
+ * file, recursively, but `demo.yaml` at the top (what `rampart up` runs beside the mesh).
+ */
 export class DirectorySource implements ConfigSource {
   readonly dir: string;
   readonly description: string;
@@ -33,7 +38,7 @@ export class DirectorySource implements ConfigSource {
     const meshFile = join(this.dir, MESH_FILE_NAME);
     const meshText = await readFile(meshFile, 'utf8');
     const all = await readConfigSources([this.dir]);
-    return { mesh: { file: meshFile, text: meshText }, policies: all.filter((s) => resolve(s.file) !== meshFile) };
+    return { mesh: { file: meshFile, text: meshText }, policies: all.filter((s) => resolve(s.file) !== meshFile && resolve(s.file) !== join(this.dir, DEMO_FILE_NAME)) };
   }
 
   watch(onChange: () => void): () => void {

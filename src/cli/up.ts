@@ -1,0 +1,91 @@
+import { RampartError } from '../errors.ts';
+import { LocalMesh } from '../mesh/local-mesh.ts';
+import { accessLine, runWalkthrough, summaryTable, walkthroughSteps } from '../mesh/walkthrough.ts';
+import { parseTtl } from './duration.ts';
+
+export interface UpOptions {
+  readonly dir: string;
+  readonly demo?: boolean;
+  readonly port: string;
+  readonly adminPort: string;
+  readonly svidTtl?: string;
+}
+
+/**
+ * `rampart up [DIR]`: the control plane, a sidecar per workload and the demo's apps, then one line per request until
+ * Ctrl-C; with --demo, the scripted walk-through and its summary instead, then a clean exit (1 if any step differs).
+ */
+export async function runUp(o: UpOptions): Promise<number> {
+  const say = (line: string): void => void process.stdout.write(`${line}\n`);
+  const num = (v: string, flag: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new RampartError('ERR_ARGUMENT', `${flag}: not a port: ${v}`);
+    return n;
+  };
+  let mesh: LocalMesh;
+  try {
+    const svidTtlMs = o.svidTtl === undefined ? undefined : parseTtl(o.svidTtl, '--svid-ttl');
+    mesh = new LocalMesh({ dir: o.dir, controlPlanePort: num(o.port, '--port'), adminPort: num(o.adminPort, '--admin-port'), say, ...(svidTtlMs === undefined ? {} : { svidTtlMs }) });
+  } catch (err) {
+    process.stderr.write(`rampart up: ${(err as Error).message}\n`);
+    return 2;
+  }
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopping ??= mesh.stop());
+  const interrupted = new Promise<'interrupted'>((resolve) => {
+    process.once('SIGINT', () => resolve('interrupted'));
+    process.once('SIGTERM', () => resolve('interrupted'));
+  });
+  say(`rampart up ${o.dir}: starting the control plane and the sidecars`);
+  try {
+    const started = await Promise.race([mesh.start().then(() => 'started' as const), interrupted]);
+    if (started === 'interrupted') {
+      await stop();
+      return 130;
+    }
+  } catch (err) {
+    process.stderr.write(`rampart up: ${err instanceof RampartError ? err.message : String(err)}\n`);
+    await stop();
+    return 2;
+  }
+  if (o.demo === true) {
+    const w = mesh.demo.walkthrough;
+    if (w === undefined) {
+      process.stderr.write(`rampart up --demo: ${o.dir}/demo.yaml has no walkthrough section\n`);
+      await stop();
+      return 2;
+    }
+    say('\nwalk-through: each request, what the server\'s sidecar decided, and why\n');
+    const results = await runWalkthrough(mesh, w.server, walkthroughSteps(w.server, w.meshClient, w.otherClient), (r, i) => {
+      say(`${i + 1}. ${r.step.title}`);
+      say(`   got ${r.got} (Istio: ${r.step.expect}, ${r.step.why})`);
+      if (r.access !== undefined) say(`   ${accessLine(mesh.mesh, r.access)}`);
+    });
+    say(`\n${summaryTable(results)}\n`);
+    const differs = results.filter((r) => !r.ok).length;
+    say(differs === 0 ? `all ${results.length} requests decided as Istio decides them` : `${differs} of ${results.length} requests decided otherwise`);
+    await stop();
+    return differs === 0 ? 0 : 1;
+  }
+  const off = mesh.onAccess((a) => say(accessLine(mesh.mesh, a)));
+  const clients = mesh.demo.clients.map((c) => `  curl -x http://127.0.0.1:${c.outboundPort} http://${hostOf(mesh, mesh.demo.walkthrough?.server)}/headers   # as ${c.workload}`);
+  say(['', 'the mesh is up; one line per request follows (Ctrl-C stops everything). Try:', ...clients,
+    ...(mesh.demo.walkthrough === undefined ? [] : [`  curl http://${serverAddress(mesh, mesh.demo.walkthrough.server)}/headers   # outside the mesh, no certificate`]),
+    `  rampart status --admin http://127.0.0.1:${mesh.controlPlane?.adminPort ?? o.adminPort}`, ''].join('\n'));
+  await interrupted;
+  off();
+  say('stopping: sidecars, control plane, apps');
+  await stop();
+  return 0;
+}
+
+function hostOf(mesh: LocalMesh, ref: string | undefined): string {
+  if (ref === undefined) return 'SERVICE.NAMESPACE:PORT';
+  const w = mesh.workload(ref);
+  return `${w.name}.${w.namespace}:${w.ports[0]?.port ?? 80}`;
+}
+
+function serverAddress(mesh: LocalMesh, ref: string): string {
+  const w = mesh.workload(ref);
+  return `${w.address}:${w.ports[0]?.port ?? 80}`;
+}

@@ -1,0 +1,288 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT, exportJWK } from 'jose';
+import { RampartError } from '../errors.ts';
+import { ControlPlane } from '../control/server.ts';
+import { DEMO_FILE_NAME, DirectorySource } from '../control/source.ts';
+import { CertificateAuthority, createSelfSignedCa } from '../identity/ca.ts';
+import { writeCaDir } from '../io/ca-dir.ts';
+import { persistentLedger } from '../io/token-ledger.ts';
+import type { MeshFile, MeshWorkload } from '../resources/mesh-file.ts';
+import type { EventLog } from '../telemetry/jwks.ts';
+import { EMPTY_DEMO, parseDemoConfig, type DemoConfig } from './demo-config.ts';
+
+/**
+ * `rampart up`: a whole mesh on one machine. The control plane runs in this process with a fresh CA; every workload
+ * of the mesh file gets a `rampart proxy` child process that takes its SVID and configuration from it (a bootstrap
+ * token each); demo.yaml adds echo apps, client HTTP proxy ports and a local JWT issuer. Inbound access entries of
+ * all sidecars come back as events, for the live lines and the walk-through.
+ */
+
+export class LocalMeshError extends RampartError {}
+
+/** One inbound access entry of a sidecar, as it logs it (the fields `rampart up` shows). */
+export interface MeshAccess {
+  readonly workload: string;
+  readonly kind: 'http' | 'tcp' | 'connection';
+  readonly time: string;
+  readonly method?: string;
+  readonly authority?: string;
+  readonly path?: string;
+  readonly status?: number;
+  readonly sourceIp?: string;
+  readonly sourcePrincipal?: string;
+  readonly requestPrincipal?: string;
+  readonly mtls: boolean;
+  readonly decision: 'ALLOW' | 'DENY';
+  readonly decidedBy: string;
+  readonly policy: string | null;
+  readonly rule: number | null;
+  readonly reason: string;
+  readonly requestId?: string;
+  readonly responseFlags: string;
+}
+
+export interface LocalMeshOptions {
+  readonly dir: string;
+  readonly controlPlanePort: number;
+  readonly adminPort: number;
+  /** How to run `rampart proxy` (the running CLI by default). */
+  readonly proxyCommand?: { readonly command: string; readonly args: readonly string[] };
+  /** Human-readable lines: what starts, control plane changes, sidecar errors. */
+  readonly say: (line: string) => void;
+  readonly svidTtlMs?: number;
+}
+
+interface SidecarProcess {
+  readonly workload: MeshWorkload;
+  readonly child: ChildProcess;
+  ready: boolean;
+  stderr: string;
+}
+
+export class LocalMesh {
+  readonly #o: LocalMeshOptions;
+  #state: string | undefined;
+  #cp: ControlPlane | undefined;
+  #sidecars: SidecarProcess[] = [];
+  #servers: http.Server[] = [];
+  #issuerKey: KeyObject | undefined;
+  #demo: DemoConfig = EMPTY_DEMO;
+  #mesh: MeshFile | undefined;
+  readonly #accessListeners = new Set<(a: MeshAccess) => void>();
+  #stopping = false;
+
+  constructor(options: LocalMeshOptions) {
+    this.#o = options;
+  }
+
+  get demo(): DemoConfig {
+    return this.#demo;
+  }
+
+  get mesh(): MeshFile {
+    if (this.#mesh === undefined) throw new LocalMeshError('ERR_MESH_NOT_STARTED', 'the mesh is not started');
+    return this.#mesh;
+  }
+
+  get controlPlane(): ControlPlane | undefined {
+    return this.#cp;
+  }
+
+  onAccess(listener: (a: MeshAccess) => void): () => void {
+    this.#accessListeners.add(listener);
+    return () => this.#accessListeners.delete(listener);
+  }
+
+  workload(ref: string): MeshWorkload {
+    const [ns, name] = ref.split('/');
+    const w = this.mesh.workloads.find((x) => x.namespace === ns && x.name === name);
+    if (w === undefined) throw new LocalMeshError('ERR_DEMO_WORKLOAD', `workload ${ref} (demo.yaml) is not in the mesh file`);
+    return w;
+  }
+
+  /** The outbound (HTTP proxy) port of a client workload's sidecar. */
+  outboundPort(ref: string): number {
+    const c = this.#demo.clients.find((x) => x.workload === ref);
+    if (c === undefined) throw new LocalMeshError('ERR_DEMO_WORKLOAD', `workload ${ref} has no outboundPort in demo.yaml`);
+    return c.outboundPort;
+  }
+
+  /** A token from the demo issuer: valid for an hour, or expired ten minutes ago. */
+  async token(kind: 'valid' | 'expired', subject = 'demo-user'): Promise<string> {
+    const issuer = this.#demo.issuer;
+    if (issuer === undefined || this.#issuerKey === undefined) throw new LocalMeshError('ERR_DEMO_ISSUER', 'demo.yaml declares no issuer');
+    const now = Math.floor(Date.now() / 1000);
+    // Expired by more than the 60 s of clock skew that Envoy's JWT filter (and Rampart) tolerate.
+    const [iat, exp] = kind === 'valid' ? [now, now + 3_600] : [now - 3_600, now - 600];
+    return new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'demo' }).setIssuer(issuer.iss).setSubject(subject).setAudience(issuer.audience)
+      .setIssuedAt(iat).setExpirationTime(exp).sign(this.#issuerKey);
+  }
+
+  async start(): Promise<void> {
+    const o = this.#o;
+    const source = new DirectorySource(o.dir);
+    const first = await source.read();
+    const { parseMeshFile } = await import('../resources/mesh-file.ts');
+    const parsed = parseMeshFile(first.mesh.text, first.mesh.file);
+    const meshErrors = parsed.diagnostics.filter((d) => d.severity === 'error');
+    if (meshErrors.length > 0) {
+      const { formatDiagnostic } = await import('../resources/diagnostic.ts');
+      throw new LocalMeshError('ERR_MESH_INVALID', `the mesh file has errors:\n${meshErrors.map(formatDiagnostic).join('\n')}`);
+    }
+    this.#mesh = parsed.mesh;
+    const demoFile = join(o.dir, DEMO_FILE_NAME);
+    if (existsSync(demoFile)) this.#demo = parseDemoConfig(await readFile(demoFile, 'utf8'), demoFile);
+    for (const ref of [...this.#demo.apps, ...this.#demo.clients.map((c) => c.workload)]) this.workload(ref);
+
+    // A fresh CA for this run, kept in a temporary directory with the tokens and removed at the end.
+    this.#state = await mkdtemp(join(tmpdir(), 'rampart-up-'));
+    const trustDomain = this.#mesh.mesh.trustDomain;
+    const material = await createSelfSignedCa({ trustDomain });
+    await writeCaDir(join(this.#state, 'ca'), material, false);
+    const ca = new CertificateAuthority(material, { trustDomain, trustDomainAliases: this.#mesh.mesh.trustDomainAliases, usedTokens: persistentLedger(join(this.#state, 'ca')) });
+
+    if (this.#demo.issuer !== undefined) await this.#startIssuer(this.#demo.issuer);
+    for (const ref of this.#demo.apps) for (const p of this.workload(ref).ports) await this.#startEchoApp(ref, p.targetPort);
+
+    const cpLog: EventLog = {
+      info: (f, m) => {
+        const e = (f as { event?: string }).event;
+        if (e === 'config-version') o.say(`control plane: ${m}`);
+      },
+      warn: (f, m) => {
+        const e = (f as { event?: string }).event;
+        if (e === 'proxy-nack' || e === 'subscribe-refused' || e === 'csr-refused') o.say(`control plane: ${m}`);
+      },
+      error: (_f, m) => o.say(`control plane: ${m}`),
+    };
+    this.#cp = new ControlPlane({ source, ca, log: cpLog, port: o.controlPlanePort, adminPort: o.adminPort, ...(o.svidTtlMs === undefined ? {} : { svidTtlMs: o.svidTtlMs }) });
+    await this.#cp.start();
+    o.say(`control plane on 127.0.0.1:${this.#cp.port} (status: rampart status --admin http://127.0.0.1:${this.#cp.adminPort})`);
+
+    await mkdir(join(this.#state, 'tokens'));
+    const cmd = o.proxyCommand ?? { command: process.execPath, args: [...process.execArgv, process.argv[1]!] };
+    for (const w of this.#mesh.workloads) {
+      const ref = `${w.namespace}/${w.name}`;
+      const tokenFile = join(this.#state, 'tokens', `${w.namespace}.${w.name}`);
+      await writeFile(tokenFile, await ca.bootstrapToken(w.namespace, w.serviceAccount), { mode: 0o600 });
+      const client = this.#demo.clients.find((c) => c.workload === ref);
+      const args = [...cmd.args, 'proxy', '--workload', ref, '--control-plane', `https://127.0.0.1:${this.#cp.port}`, '--token', tokenFile,
+        '--root-cert', join(this.#state, 'ca', 'root-cert.pem'), ...(client === undefined ? [] : ['--outbound-port', String(client.outboundPort)])];
+      const child = spawn(cmd.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const sc: SidecarProcess = { workload: w, child, ready: false, stderr: '' };
+      this.#sidecars.push(sc);
+      this.#follow(sc);
+    }
+    await this.#allReady(60_000);
+  }
+
+  async #allReady(timeoutMs: number): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const failed = this.#sidecars.find((s) => s.child.exitCode !== null);
+      if (failed !== undefined) {
+        throw new LocalMeshError('ERR_SIDECAR_FAILED', `the sidecar of ${failed.workload.namespace}/${failed.workload.name} exited (${failed.child.exitCode}): ${failed.stderr.trim()}`);
+      }
+      if (this.#sidecars.every((s) => s.ready)) return;
+      if (Date.now() > end) throw new LocalMeshError('ERR_SIDECAR_TIMEOUT', `sidecars not ready after ${timeoutMs / 1000} s: ${this.#sidecars.filter((s) => !s.ready).map((s) => s.workload.name).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  #follow(sc: SidecarProcess): void {
+    const name = `${sc.workload.namespace}/${sc.workload.name}`;
+    let buf = '';
+    sc.child.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let e: Record<string, unknown>;
+        try {
+          e = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        if (e['event'] === 'ready') {
+          sc.ready = true;
+          this.#o.say(`sidecar ${name} ready (${sc.workload.address}${sc.workload.ports.length === 0 ? '' : `, ports ${sc.workload.ports.map((p) => p.port).join(', ')}`})`);
+        } else if (e['log'] === 'access' && e['kind'] !== 'outbound') {
+          const a = e as unknown as MeshAccess;
+          for (const l of this.#accessListeners) l({ ...a, workload: name });
+        } else if (typeof e['level'] === 'number' && e['level'] >= 50 && !this.#stopping) {
+          this.#o.say(`sidecar ${name}: ${String(e['msg'] ?? line)}`);
+        }
+      }
+    });
+    sc.child.stderr!.on('data', (c: Buffer) => (sc.stderr += c.toString('utf8')));
+    sc.child.once('exit', (code) => {
+      if (!this.#stopping && sc.ready) this.#o.say(`sidecar ${name} exited (${code}): ${sc.stderr.trim()}`);
+    });
+  }
+
+  async #startIssuer(issuer: NonNullable<DemoConfig['issuer']>): Promise<void> {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    this.#issuerKey = privateKey;
+    const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'demo', alg: 'ES256', use: 'sig' }] });
+    const server = http.createServer((req, res) => {
+      if (req.url === '/.well-known/jwks.json') res.writeHead(200, { 'content-type': 'application/json' }).end(jwks);
+      else res.writeHead(404).end();
+    });
+    await this.#listen(server, issuer.port, issuer.host, `the demo issuer's JWKS port ${issuer.host}:${issuer.port}`);
+    this.#o.say(`JWT issuer ${issuer.iss}: JWKS on http://${issuer.host}:${issuer.port}/.well-known/jwks.json`);
+  }
+
+  async #startEchoApp(ref: string, port: number): Promise<void> {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const body = JSON.stringify({
+          app: ref, method: req.method, path: req.url,
+          // What the sidecar told the app about the caller.
+          'x-forwarded-client-cert': req.headers['x-forwarded-client-cert'] ?? null,
+          'x-forwarded-proto': req.headers['x-forwarded-proto'] ?? null,
+        }, null, 2);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(`${body}\n`);
+      });
+    });
+    await this.#listen(server, port, '127.0.0.1', `the app port 127.0.0.1:${port} of ${ref}`);
+  }
+
+  async #listen(server: http.Server, port: number, host: string, what: string): Promise<void> {
+    server.listen(port, host);
+    try {
+      await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
+    } catch (err) {
+      throw new LocalMeshError('ERR_PORT_IN_USE', `cannot listen on ${what}: ${(err as Error).message}`);
+    }
+    this.#servers.push(server);
+    void (server.address() as AddressInfo);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await Promise.all(this.#sidecars.map(async (s) => {
+      if (s.child.exitCode !== null || s.child.signalCode !== null) return;
+      const exited = once(s.child, 'exit');
+      s.child.kill('SIGTERM');
+      const timer = setTimeout(() => s.child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }));
+    await this.#cp?.stop();
+    for (const s of this.#servers) {
+      s.closeAllConnections();
+      s.close();
+    }
+    if (this.#state !== undefined) await rm(this.#state, { recursive: true, force: true });
+  }
+}
