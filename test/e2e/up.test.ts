@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { listenLocal, waitUntil } from '../support/proxy.ts';
+
+/**
+ * `rampart up` as a user runs it, on a copy of examples/mesh whose ports and addresses are moved to free ones (the
+ * example's fixed ports may be taken on a test machine).
+ */
+
+const BIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'bin.ts');
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  const port = await listenLocal(s);
+  s.close();
+  await once(s, 'close');
+  return port;
+}
+
+async function exampleCopy(): Promise<{ dir: string; args: string[]; ports: Record<string, number>; prefix: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'rampart-up-test-'));
+  await cp(join(import.meta.dirname, '..', '..', 'examples', 'mesh'), dir, { recursive: true });
+  const ports = { jwks: await freePort(), sleep: await freePort(), guest: await freePort(), app: await freePort(), cp: await freePort(), admin: await freePort() };
+  const prefix = `127.${20 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}.`;
+  for (const f of ['mesh.yaml', 'policies.yaml', 'demo.yaml']) {
+    const text = (await readFile(join(dir, f), 'utf8'))
+      .replaceAll('15180', String(ports.jwks)).replaceAll('15101', String(ports.sleep)).replaceAll('15102', String(ports.guest))
+      .replaceAll('18100', String(ports.app)).replaceAll('127.0.100.', prefix);
+    await writeFile(join(dir, f), text);
+  }
+  return { dir, args: [dir, '--port', String(ports.cp), '--admin-port', String(ports.admin)], ports, prefix };
+}
+
+function run(args: readonly string[]): { child: ReturnType<typeof spawn>; out: () => string; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', BIN, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  const exit = once(child, 'exit').then(([code]) => code as number | null);
+  return { child, out: () => out, exit };
+}
+
+function get(o: http.RequestOptions): Promise<number | string> {
+  return new Promise((resolve) => {
+    const req = http.request({ ...o, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    req.end();
+  });
+}
+
+describe('rampart up (real processes)', { timeout: 120_000 }, () => {
+  it('--demo walks through the seed scenario and every request is decided as Istio decides it', async () => {
+    const { args } = await exampleCopy();
+    const r = run([...args, '--demo']);
+    const code = await r.exit;
+    const out = r.out();
+    assert.equal(code, 0, out);
+    assert.match(out, /all 7 requests decided as Istio decides them/);
+    assert.match(out, /1 +sleep calls httpbin over mTLS, no token +yes +none +200 +200 +default\/require-jwt-or-mtls rule 0 +as Istio/);
+    assert.match(out, /2 +sleep asks for \/admin .* 403 +403 +default\/deny-admin rule 0/);
+    assert.match(out, /4 +guest calls httpbin over mTLS with a valid token .* 200 +200 +default\/require-jwt-or-mtls rule 1/);
+    assert.match(out, /5 +guest calls httpbin over mTLS with an expired token .* 401 +401 +RequestAuthentication/);
+    assert.match(out, /6 +an outside client .* reset +reset +mTLS mode/);
+    assert.match(out, /guest → httpbin {2}GET \/headers {2}401 DENY: Jwt is expired/);
+  });
+
+  it('stays up printing a line per request, and Ctrl-C stops every process it started', async () => {
+    const { args, ports, prefix } = await exampleCopy();
+    const r = run(args);
+    try {
+      await waitUntil('the mesh up', () => (r.out().includes('the mesh is up') ? true : undefined), 60_000, () => `\n${r.out()}`);
+      assert.equal(await get({ host: '127.0.0.1', port: ports.sleep, path: 'http://httpbin.default:8000/headers', headers: { host: 'httpbin.default:8000' } }), 200);
+      assert.equal(await get({ host: '127.0.0.1', port: ports.guest, path: 'http://httpbin.default:8000/admin', headers: { host: 'httpbin.default:8000' } }), 403);
+      await waitUntil('the live lines', () => (/sleep → httpbin {2}GET \/headers {2}200 ALLOW: allowed by default\/require-jwt-or-mtls rule 0 {2}\(mTLS\)/.test(r.out())
+        && /guest → httpbin {2}GET \/admin {2}403 DENY: denied by default\/deny-admin rule 0/.test(r.out()) ? true : undefined), 5_000, () => `\n${r.out()}`);
+      // rampart status against it: three proxies in sync.
+      const status = spawn(process.execPath, ['--import', 'tsx', BIN, 'status', '--admin', `http://127.0.0.1:${ports.admin}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      status.stdout!.on('data', (c: Buffer) => (text += c.toString('utf8')));
+      const [code] = (await once(status, 'exit')) as [number];
+      assert.equal(code, 0, text);
+      assert.equal(text.match(/SYNCED/g)?.length, 3, text);
+    } finally {
+      r.child.kill('SIGINT');
+    }
+    assert.equal(await r.exit, 0, r.out());
+    assert.match(r.out(), /stopping: sidecars, control plane, apps/);
+    // Nothing left listening: the sidecar, the app, the control plane.
+    assert.equal(await get({ host: `${prefix}1`, port: 8000, path: '/' }), 'ECONNREFUSED');
+    assert.equal(await get({ host: '127.0.0.1', port: ports.app, path: '/' }), 'ECONNREFUSED');
+    assert.equal(await get({ host: '127.0.0.1', port: ports.admin, path: '/status' }), 'ECONNREFUSED');
+  });
+});
