@@ -14,6 +14,8 @@
  * (jwt-quick.json with --quick).
  * The data-path suite (bench/proxy.bench.ts: two sidecars against direct and an nginx pair, with wrk) runs last;
  * `--only proxy` runs it alone and writes bench/results/proxy.json. It needs wrk (and nginx for its peer lines).
+ * The control-plane suite (bench/control.bench.ts: push convergence to 1, 100 and 1,000 simulated proxies, memory
+ * per proxy, SVID signing over the network) runs after it; `--only control` runs it alone (bench/results/control.json).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -24,6 +26,7 @@ import { ipMatchingAvailable } from './fixtures.ts';
 import { benchIdentity, identityReport, type IdentityResults } from './identity.bench.ts';
 import { benchJwt, jwtReport, type JwtResults } from './jwt.bench.ts';
 import { benchProxy, proxyReport, type ProxyResults } from './proxy.bench.ts';
+import { benchControl, controlReport, type ControlResults } from './control.bench.ts';
 import {
   benchDecide, machineProbe, PATH_LABELS, type BaselineMeasurement, type DecideHeap, type DecideMeasurement, type DecidePath, type DecideTarget,
 } from './policy-decide.bench.ts';
@@ -71,12 +74,14 @@ function sourceState(): string {
 const source = sourceState();
 
 /** `--only policy|identity|jwt` (or `--only=…`): one suite instead of all. */
-function onlyArgument(): 'policy' | 'identity' | 'jwt' | 'proxy' | undefined {
+function onlyArgument(): 'policy' | 'identity' | 'jwt' | 'proxy' | 'control' | undefined {
   const i = process.argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
   if (i < 0) return undefined;
   const arg = process.argv[i]!;
   const value = arg === '--only' ? process.argv[i + 1] : arg.slice('--only='.length);
-  if (value !== 'policy' && value !== 'identity' && value !== 'jwt' && value !== 'proxy') throw new Error(`--only takes "policy", "identity", "jwt" or "proxy", not ${JSON.stringify(value)}`);
+  if (value !== 'policy' && value !== 'identity' && value !== 'jwt' && value !== 'proxy' && value !== 'control') {
+    throw new Error(`--only takes "policy", "identity", "jwt", "proxy" or "control", not ${JSON.stringify(value)}`);
+  }
   return value;
 }
 
@@ -118,6 +123,13 @@ async function runProxy(): Promise<ProxyResults> {
   return proxy;
 }
 
+async function runControl(): Promise<ControlResults> {
+  log('control plane: convergence, memory per proxy, signing');
+  const control = await benchControl({ quick, log, root: packageRoot() });
+  process.stdout.write(controlReport(control, quick));
+  return control;
+}
+
 async function runJwt(): Promise<JwtResults> {
   const jwt = await benchJwt({ quick, log });
   process.stdout.write(jwtReport(jwt, quick));
@@ -147,7 +159,7 @@ function section(title: string, body: string): void {
 
 const ipBlocks = ipMatchingAvailable();
 process.stdout.write(
-  `Rampart ${only === undefined ? 'policy, identity, JWT and data-path' : only === 'jwt' ? 'JWT' : only} benchmarks${quick ? ' (--quick)' : ''}: ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ` +
+  `Rampart ${only === undefined ? 'policy, identity, JWT, data-path and control-plane' : only === 'jwt' ? 'JWT' : only} benchmarks${quick ? ' (--quick)' : ''}: ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ` +
     `${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), ${compiled ? 'compiled with tsc' : 'run through tsx'}, ` +
     `load average ${fixed(loadAverageAtStart, 2)}; ipBlocks ${ipBlocks ? 'included' : 'LEFT OUT (src/match/cidr.ts is a stub)'}\nsource: ${source}\n`,
 );
@@ -160,6 +172,10 @@ if (only === 'identity') {
 if (only === 'proxy') {
   const proxy = await runProxy();
   writeResults(quick ? 'proxy-quick.json' : 'proxy.json', { ...runInfo(), proxy });
+  process.exit(0);
+}
+if (only === 'control') {
+  writeResults(quick ? 'control-quick.json' : 'control.json', { ...runInfo(), control: await runControl() });
   process.exit(0);
 }
 if (only === 'jwt') {
@@ -380,6 +396,7 @@ meshes.length = 0;
 const identity = only === 'policy' ? undefined : await runIdentity();
 const jwt = only === 'policy' ? undefined : await runJwt();
 const proxy = only === 'policy' ? undefined : await runProxy();
+const controlPlane = only === 'policy' ? undefined : await runControl();
 
 // ---------------------------------------------------------------- JSON
 
@@ -396,4 +413,5 @@ writeResults(quick ? 'quick.json' : 'latest.json', {
   ...(identity === undefined ? {} : { identity }),
   ...(jwt === undefined ? {} : { jwt }),
   ...(proxy === undefined ? {} : { proxy }),
+  ...(controlPlane === undefined ? {} : { control: controlPlane }),
 });

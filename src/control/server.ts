@@ -370,13 +370,22 @@ export class ControlPlane {
     return () => this.#ackListeners.delete(listener);
   }
 
+  /** Serialized snapshots of the current version by workload: proxies of one workload get the same bytes. */
+  #lines = new Map<string, { version: string; line: string }>();
+
   #push(s: Subscriber): void {
     const state = this.#state!;
-    const snap = proxySnapshot(state, s.workload, this.#o.ca.trustBundle.pem);
-    s.sentVersion = snap.version;
+    const key = `${s.workload.namespace}/${s.workload.name}`;
+    let cached = this.#lines.get(key);
+    if (cached === undefined || cached.version !== String(state.version)) {
+      const snap = proxySnapshot(state, s.workload, this.#o.ca.trustBundle.pem);
+      cached = { version: snap.version, line: `${JSON.stringify({ type: 'snapshot', ...snap })}\n` };
+      this.#lines.set(key, cached);
+    }
+    s.sentVersion = cached.version;
     s.sentAt = Date.now();
-    if (s.ackedVersion !== snap.version) s.state = 'PENDING';
-    s.stream.write(`${JSON.stringify({ type: 'snapshot', ...snap })}\n`);
+    if (s.ackedVersion !== cached.version) s.state = 'PENDING';
+    s.stream.write(cached.line);
   }
 
   /** What `rampart status` shows. */
