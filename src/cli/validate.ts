@@ -1,4 +1,9 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DirectorySource, MESH_FILE_NAME } from '../control/source.ts';
+import { loadResources } from '../resources/load.ts';
+import { parseMeshFile } from '../resources/mesh-file.ts';
 import { RampartError } from '../errors.ts';
 import { loadConfig } from '../io/load-config.ts';
 import { readStdin } from '../io/config-files.ts';
@@ -17,6 +22,8 @@ export interface ValidateOptions {
 
 /** `rampart validate`: every error and warning, exit 1 when there is any error. */
 export async function runValidate(opts: ValidateOptions): Promise<CommandOutput> {
+  const only = opts.paths.length === 1 ? opts.paths[0]! : undefined;
+  if (only !== undefined && opts.mesh === undefined && opts.workloads === undefined && existsSync(join(only, MESH_FILE_NAME))) return validateMeshDirectory(only, opts.json === true);
   let cfg;
   let workloads: Workload[] | undefined;
   try {
@@ -27,12 +34,33 @@ export async function runValidate(opts: ValidateOptions): Promise<CommandOutput>
     if (e instanceof Error && 'code' in e && e.code === 'ENOENT') return { exitCode: 2, stdout: '', stderr: `rampart validate: ${e.message}\n` };
     throw e;
   }
-  const diagnostics: Diagnostic[] = [...cfg.diagnostics, ...analyze(cfg.resources, cfg.mesh, workloads)].sort(compareDiagnostics);
+  return report([...cfg.diagnostics, ...analyze(cfg.resources, cfg.mesh, workloads)], cfg.resources.length, opts.json === true);
+}
+
+/**
+ * A control plane's directory (mesh.yaml beside the policies): checked as `rampart control-plane` reads it — the mesh
+ * file with its own rules, the policies with its settings, and the selector warnings against its workloads.
+ */
+async function validateMeshDirectory(dir: string, json: boolean): Promise<CommandOutput> {
+  let input;
+  try {
+    input = await new DirectorySource(dir).read();
+  } catch (e) {
+    return { exitCode: 2, stdout: '', stderr: `rampart validate: ${(e as Error).message}\n` };
+  }
+  const mesh = parseMeshFile(input.mesh.text, input.mesh.file);
+  const loaded = loadResources(input.policies, { rootNamespace: mesh.mesh.mesh.rootNamespace });
+  const workloads = mesh.mesh.workloads.map((w) => ({ namespace: w.namespace, labels: w.labels }));
+  return report([...mesh.diagnostics, ...loaded.diagnostics, ...analyze(loaded.resources, mesh.mesh.mesh, workloads)], loaded.resources.length, json);
+}
+
+function report(all: readonly Diagnostic[], resources: number, json: boolean): CommandOutput {
+  const diagnostics = [...all].sort(compareDiagnostics);
   const errors = diagnostics.filter((d) => d.severity === 'error').length;
   const warnings = diagnostics.filter((d) => d.severity === 'warning').length;
-  const summary = `${cfg.resources.length} resource(s) valid, ${errors} error(s), ${warnings} warning(s)`;
-  const stdout = opts.json === true
-    ? JSON.stringify({ resources: cfg.resources.length, errors, warnings, diagnostics }, null, 2) + '\n'
+  const summary = `${resources} resource(s) valid, ${errors} error(s), ${warnings} warning(s)`;
+  const stdout = json
+    ? JSON.stringify({ resources, errors, warnings, diagnostics }, null, 2) + '\n'
     : [...diagnostics.map(formatDiagnostic), summary].join('\n') + '\n';
   return { exitCode: errors > 0 ? 1 : 0, stdout, stderr: '' };
 }
