@@ -245,6 +245,29 @@ services:
     assert.equal((await get(upPort + 1, '/headers', 'ratings.default:9080')).status, 200);
   });
 
+  it('a change a proxy cannot apply is NACKed with its error, shown in the status, and the proxy keeps its version', async () => {
+    const before = await allSynced(3);
+    const meshFile = join(cfg, 'mesh.yaml');
+    const original = await readFile(meshFile, 'utf8');
+    // A running sidecar's labels and ports are fixed for its life (a pod's are too): ratings refuses this version.
+    await writeFile(meshFile, original.replace('labels: {app: ratings}', 'labels: {app: ratings, version: v2}'));
+    let s: StatusReport | undefined;
+    for (const end = Date.now() + 15_000; Date.now() < end && s === undefined;) {
+      const x = await status();
+      if (x.version !== before.version && x.proxies.some((p) => p.state === 'NACK')) s = x;
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(s !== undefined, 'a NACK reported');
+    const ratings = s.proxies.find((p) => p.workload === 'default/ratings')!;
+    assert.equal(ratings.state, 'NACK');
+    assert.match(ratings.error ?? '', /workload default\/ratings changed in the mesh file; restart the sidecar/);
+    assert.equal(ratings.ackedVersion, before.version, 'still on the version it ran');
+    assert.ok(cp.lines.some((l) => l['event'] === 'proxy-nack'));
+    assert.equal((await get(upPort + 1, '/headers', 'ratings.default:9080')).status, 200, 'ratings still serves on its old configuration');
+    await writeFile(meshFile, original);
+    await allSynced(3);
+  });
+
   it('refuses a forged bootstrap token, a used one, a CSR for another identity, and a subscription for another workload', async () => {
     const roots = await readFile(join(dir, 'ca', 'root-cert.pem'), 'utf8');
     const url = `https://127.0.0.1:${cpPort}`;
