@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { readConfigSources } from '../io/config-files.ts';
 import type { SourceInput } from './snapshot.ts';
@@ -50,12 +50,36 @@ export class DirectorySource implements ConfigSource {
     } catch {
       w = undefined;
     }
-    // A slow poll as well: watchers miss changes on some file systems, and a directory replaced whole.
-    const poll = setInterval(onChange, 2_000);
+    // A slow poll as well: watchers miss changes on some file systems, and a directory replaced whole. It compares
+    // names, sizes and modification times, so an unchanged directory costs a few stat calls, not a parse.
+    let last: string | undefined;
+    const poll = setInterval(() => {
+      void signature(this.dir).then((sig) => {
+        if (last !== undefined && sig !== last) onChange();
+        last = sig;
+      }, () => undefined);
+    }, 2_000);
     poll.unref();
     return () => {
       w?.close();
       clearInterval(poll);
     };
   }
+}
+
+/** Names, sizes and modification times of everything under `dir`. */
+async function signature(dir: string): Promise<string> {
+  const parts: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of (await readdir(d, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const full = join(d, e.name);
+      if (e.isDirectory()) await walk(full);
+      else {
+        const st = await stat(full);
+        parts.push(`${full}:${st.size}:${st.mtimeMs}`);
+      }
+    }
+  };
+  await walk(dir);
+  return parts.join('\n');
 }
