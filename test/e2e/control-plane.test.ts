@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { StatusReport } from '../../src/control/protocol.ts';
@@ -10,7 +9,7 @@ import { createCsr, generateKeyPair } from '../../src/identity/x509.ts';
 import { istioSpiffeId } from '../../src/identity/spiffe-id.ts';
 import { ControlPlaneClient } from '../../src/proxy/control-client.ts';
 import { newCa } from '../support/certs.ts';
-import { listenLocal, loopbackAddress, scenarioDir, spawnRampart, whenReady, type RunningProxy } from '../support/proxy.ts';
+import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, whenReady, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * The control plane and three proxies as real processes on 127.0.0.1: the proxies get their SVIDs (bootstrap
@@ -18,14 +17,6 @@ import { listenLocal, loopbackAddress, scenarioDir, spawnRampart, whenReady, typ
  * is refused with the last good configuration still enforced; the control plane restarts under traffic with no
  * failed request; a proxy started while it is down comes up when it returns; forged credentials are refused.
  */
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listenLocal(s);
-  s.close();
-  await once(s, 'close');
-  return port;
-}
 
 function appServer(name: string): http.Server {
   return http.createServer((req, res) => {

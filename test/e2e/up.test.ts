@@ -3,11 +3,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { listenLocal, waitUntil } from '../support/proxy.ts';
+import { freePort, waitUntil } from '../support/proxy.ts';
 
 /**
  * `rampart up` as a user runs it, on a copy of examples/mesh whose ports and addresses are moved to free ones (the
@@ -15,14 +14,6 @@ import { listenLocal, waitUntil } from '../support/proxy.ts';
  */
 
 const BIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'bin.ts');
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listenLocal(s);
-  s.close();
-  await once(s, 'close');
-  return port;
-}
 
 async function exampleCopy(): Promise<{ dir: string; args: string[]; ports: Record<string, number>; prefix: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'rampart-up-test-'));

@@ -102,6 +102,15 @@ export async function scenarioDir(prefix: string): Promise<{ dir: string; ca: Aw
   return { dir, ca };
 }
 
+/** A port free on 127.0.0.1 a moment ago (for processes that must be told their port). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  const port = await listenLocal(s);
+  s.close();
+  await once(s, 'close');
+  return port;
+}
+
 /** Listens on 127.0.0.1, any free port; the port. */
 export async function listenLocal(server: net.Server): Promise<number> {
   server.listen(0, '127.0.0.1');
