@@ -4,7 +4,6 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK } from 'jose';
@@ -265,7 +264,6 @@ export class LocalMesh {
       throw new LocalMeshError('ERR_PORT_IN_USE', `cannot listen on ${what}: ${(err as Error).message}`);
     }
     this.#servers.push(server);
-    void (server.address() as AddressInfo);
   }
 
   async stop(): Promise<void> {
