@@ -78,6 +78,7 @@ export class ControlPlane {
   #unwatch: (() => void) | undefined;
   #nextId = 1;
   readonly #subscribers = new Map<number, Subscriber>();
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
   #lastChange: Date | undefined;
   #lastReadError: string | undefined;
   #rebuilding: Promise<void> | undefined;
@@ -122,6 +123,10 @@ export class ControlPlane {
     const server = http2.createSecureServer({ ...tls, ALPNProtocols: ['h2'] });
     server.on('stream', (stream, headers) => this.#onStream(stream, headers));
     server.on('sessionError', () => undefined);
+    server.on('session', (session) => {
+      this.#sessions.add(session);
+      session.once('close', () => this.#sessions.delete(session));
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.#o.port ?? 0, this.#o.host ?? '127.0.0.1', () => resolve());
@@ -144,6 +149,8 @@ export class ControlPlane {
     clearTimeout(this.#renewTimer);
     for (const s of this.#subscribers.values()) s.stream.close(http2.constants.NGHTTP2_CANCEL);
     this.#subscribers.clear();
+    // server.close() waits for every session to end: a client that keeps its connection open must not hold it.
+    for (const session of this.#sessions) session.destroy();
     const server = this.#server;
     if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
     const admin = this.#admin;

@@ -181,6 +181,11 @@ export class LocalMesh {
       this.#follow(sc);
     }
     await this.#allReady(60_000);
+    // In the mesh file's order, whichever came up first.
+    for (const sc of this.#sidecars) {
+      const w = sc.workload;
+      o.say(`sidecar ${w.namespace}/${w.name} ready (${w.address}${w.ports.length === 0 ? '' : `, ports ${w.ports.map((p) => p.port).join(', ')}`})`);
+    }
   }
 
   async #allReady(timeoutMs: number): Promise<void> {
@@ -213,7 +218,6 @@ export class LocalMesh {
         }
         if (e['event'] === 'ready') {
           sc.ready = true;
-          this.#o.say(`sidecar ${name} ready (${sc.workload.address}${sc.workload.ports.length === 0 ? '' : `, ports ${sc.workload.ports.map((p) => p.port).join(', ')}`})`);
         } else if (e['log'] === 'access' && e['kind'] !== 'outbound') {
           const a = e as unknown as MeshAccess;
           for (const l of this.#accessListeners) l({ ...a, workload: name });
