@@ -165,7 +165,16 @@ export class Sidecar {
         this.#o.log.error({ event: 'svid-expired' }, 'the SVID expired: mTLS connections fail until it is renewed');
       }
     });
-    if (cp !== undefined) this.#certs.subscribe((e) => (e.type === 'rotated' ? cp.useSvid(e.svid, e.bundle) : undefined));
+    if (cp !== undefined) {
+      this.#certs.subscribe((e) => {
+        if (e.type === 'rotated') {
+          cp.useSvid(e.svid, e.bundle);
+          this.#renewalOverdue = false;
+        } else if (e.type === 'renewal-failed' || e.type === 'expired') {
+          this.#renewalOverdue = true;
+        }
+      });
+    }
     // Retries with backoff until the CA (or the control plane) answers.
     await this.#certs.start();
     if (cp !== undefined) first = await this.#firstSnapshot(cp, identity as IstioIdentity);
@@ -313,7 +322,11 @@ export class Sidecar {
           this.#apply(next);
           return { ok: true };
         },
-        onConnected: () => this.#o.log.info({ event: 'control-plane-connected' }, 'connected to the control plane'),
+        onConnected: () => {
+          this.#o.log.info({ event: 'control-plane-connected' }, 'connected to the control plane');
+          // A renewal that failed while the control plane was away is made now, not at the next backoff step.
+          if (this.#renewalOverdue && started) this.#certs?.renewNow().catch(() => undefined);
+        },
         onDisconnected: (error, retryInMs) => this.#o.log.warn({ event: 'control-plane-disconnected', error, retryInMs }, `control plane stream lost (${error}); keeping version ${this.configVersion || '(none yet)'}, retrying in ${retryInMs} ms`),
       });
     });
@@ -360,6 +373,8 @@ export class Sidecar {
 
 
   #workloadName: string | undefined;
+  /** A renewal failed (or the SVID expired) and none has succeeded since. */
+  #renewalOverdue = false;
   /** Digest of the control plane snapshot in force. */
   #digest: string | undefined;
 
