@@ -7,6 +7,7 @@ import { CertificateAuthority } from '../identity/ca.ts';
 import { CertificateManager } from '../identity/cert-manager.ts';
 import { istioSpiffeId } from '../identity/spiffe-id.ts';
 import { serverTlsOptions } from '../identity/tls.ts';
+import { TrustBundle } from '../identity/trust-bundle.ts';
 import { readCaDir } from '../io/ca-dir.ts';
 import { readConfigSources } from '../io/config-files.ts';
 import { JwtAuthenticator } from '../jwt/authenticator.ts';
@@ -314,6 +315,7 @@ export class Sidecar {
             return { ok: false, error: text };
           }
           this.#digest = snap.digest;
+          this.#takeBundle(snap, next.mesh);
           if (!started) {
             started = true;
             resolve(next);
@@ -330,6 +332,20 @@ export class Sidecar {
         onDisconnected: (error, retryInMs) => this.#o.log.warn({ event: 'control-plane-disconnected', error, retryInMs }, `control plane stream lost (${error}); keeping version ${this.configVersion || '(none yet)'}, retrying in ${retryInMs} ms`),
       });
     });
+  }
+
+  /**
+   * The roots the control plane sends replace those of the last renewal (a root added for a rotation reaches the
+   * proxies with the next snapshot, not with their next certificate). Unreadable roots are ignored: the current ones
+   * stay, and the snapshot is still good for policy.
+   */
+  #takeBundle(snap: ProxySnapshot, mesh: MeshFile): void {
+    if (snap.trustBundle === '' || this.#certs === undefined) return;
+    try {
+      this.#certs.setTrustBundle(TrustBundle.fromPem(mesh.mesh.trustDomain, snap.trustBundle, mesh.mesh.trustDomainAliases));
+    } catch (err) {
+      this.#o.log.error({ event: 'trust-bundle-rejected', error: (err as Error).message }, `the control plane's trust bundle cannot be read: ${(err as Error).message}`);
+    }
   }
 
   #apply(next: Loaded): void {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -71,6 +71,7 @@ describe('control plane with three proxies (real processes)', { timeout: 180_000
   const proxies = new Map<string, Pick<RunningProxy, 'stop' | 'waitFor' | 'lines'>>();
   const apps: http.Server[] = [];
   let upPort: number;
+  let httpbinAdmin: number;
   const addr = { httpbin: loopbackAddress(), sleep: loopbackAddress(), ratings: loopbackAddress() };
 
   const startCp = async (): Promise<RunningProxy> =>
@@ -102,7 +103,7 @@ describe('control plane with three proxies (real processes)', { timeout: 180_000
     ({ dir, ca } = await scenarioDir('rampart-cp-'));
     cfg = join(dir, 'cfg');
     await mkdir(cfg);
-    [cpPort, adminPort, upPort] = [await freePort(), await freePort(), await freePort()];
+    [cpPort, adminPort, upPort, httpbinAdmin] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const ports: Record<string, number> = {};
     for (const name of ['httpbin', 'ratings']) {
       const s = appServer(name);
@@ -122,7 +123,7 @@ services:
     // The CA directory of the scenario is the control plane's: tokens minted here verify there.
     cp = await startCp();
     const started = await Promise.all([
-      whenReady(spawnRampart('proxy', await proxyArgs('httpbin', 'httpbin'))),
+      whenReady(spawnRampart('proxy', await proxyArgs('httpbin', 'httpbin', ['--admin-port', String(httpbinAdmin)]))),
       whenReady(spawnRampart('proxy', await proxyArgs('sleep', 'sleep', ['--upstream', `${upPort}=httpbin.default:8000`, '--upstream', `${upPort + 1}=ratings.default:9080`]))),
       whenReady(spawnRampart('proxy', await proxyArgs('ratings', 'ratings'))),
     ]);
@@ -213,8 +214,13 @@ services:
     const duringOutage = ok;
     await new Promise((r) => setTimeout(r, 1_000));
     assert.ok(ok > duringOutage, 'requests kept flowing with the control plane down');
+    // Restarted with a second trusted root (step 1 of a root rotation): the proxies take it from the snapshot.
+    const certs = async (): Promise<{ trustBundle: unknown[] }> => JSON.parse((await get(httpbinAdmin, '/certs', 'admin')).body) as { trustBundle: unknown[] };
+    assert.equal((await certs()).trustBundle.length, 1);
+    await appendFile(join(dir, 'ca', 'root-cert.pem'), (await newCa()).trustBundle.pem);
     cp = await startCp();
     await allSynced(3);
+    assert.equal((await certs()).trustBundle.length, 2, 'the new root reached the proxy');
     running = false;
     await load;
     assert.deepEqual(failures, []);
