@@ -66,6 +66,8 @@ interface Subscriber {
 /** Largest message a proxy may send on its stream (ACKs, NACKs with their errors). */
 const MAX_PROXY_MESSAGE = 256 * 1024;
 const MAX_CSR_BODY = 64 * 1024;
+/** Snapshot bytes buffered for one proxy before its stream is closed. */
+const MAX_BUFFERED_PER_PROXY = 32 * 1024 * 1024;
 
 export class ControlPlane {
   readonly #o: ControlPlaneOptions;
@@ -392,6 +394,13 @@ export class ControlPlane {
     s.sentVersion = cached.version;
     s.sentAt = Date.now();
     if (s.ackedVersion !== cached.version) s.state = 'PENDING';
+    // A proxy that does not read its stream would make the control plane buffer every version for it: past a
+    // bound, its stream is closed; it reconnects and gets only the current version.
+    if (s.stream.writableLength > MAX_BUFFERED_PER_PROXY) {
+      this.#o.log.warn({ event: 'proxy-too-slow', proxy: s.id, buffered: s.stream.writableLength }, `proxy ${s.id} is not reading its stream; closing it`);
+      s.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
     s.stream.write(cached.line);
   }
 
