@@ -160,7 +160,12 @@ export class LocalMesh {
         const e = (f as { event?: string }).event;
         if (e === 'proxy-nack' || e === 'subscribe-refused' || e === 'csr-refused') o.say(`control plane: ${m}`);
       },
-      error: (_f, m) => o.say(`control plane: ${m}`),
+      error: (f, m) => {
+        o.say(`control plane: ${m}`);
+        // A rejected change: each error with its file, line and field path.
+        const errors = (f as { errors?: unknown }).errors;
+        if (Array.isArray(errors)) for (const e of errors) o.say(`  ${String(e)}`);
+      },
     };
     this.#cp = new ControlPlane({ source, ca, log: cpLog, port: o.controlPlanePort, adminPort: o.adminPort, ...(o.svidTtlMs === undefined ? {} : { svidTtlMs: o.svidTtlMs }) });
     await this.#cp.start();

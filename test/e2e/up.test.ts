@@ -66,7 +66,7 @@ describe('rampart up (real processes)', { timeout: 120_000 }, () => {
   });
 
   it('stays up printing a line per request, and Ctrl-C stops every process it started', async () => {
-    const { args, ports, prefix } = await exampleCopy();
+    const { dir, args, ports, prefix } = await exampleCopy();
     const r = run(args);
     try {
       await waitUntil('the mesh up', () => (r.out().includes('the mesh is up') ? true : undefined), 60_000, () => `\n${r.out()}`);
@@ -81,6 +81,10 @@ describe('rampart up (real processes)', { timeout: 120_000 }, () => {
       const [code] = (await once(status, 'exit')) as [number];
       assert.equal(code, 0, text);
       assert.equal(text.match(/SYNCED/g)?.length, 3, text);
+      // A bad edit while it runs: refused, and said where.
+      await writeFile(join(dir, 'bad.yaml'), 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bad, namespace: default}\nspec:\n  action: NOPE\n');
+      await waitUntil('the rejection', () => (/control plane: 1 file\(s\) rejected .*\n {2}.*bad\.yaml:5: error .*spec\.action/.test(r.out()) ? true : undefined), 10_000, () => `\n${r.out()}`);
+      assert.equal(await get({ host: '127.0.0.1', port: ports.sleep, path: 'http://httpbin.default:8000/headers', headers: { host: 'httpbin.default:8000' } }), 200);
     } finally {
       r.child.kill('SIGINT');
     }
