@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -189,6 +189,26 @@ services:
     const [code] = (await once(out.child, 'exit')) as [number];
     assert.equal(code, 1);
     await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+  });
+
+  it('a mesh file that disappears is reported and changes nothing; it is read again when back', async () => {
+    const before = await allSynced(3);
+    const meshFile = join(cfg, 'mesh.yaml');
+    await rename(meshFile, `${meshFile}.away`);
+    let s: StatusReport | undefined;
+    for (const end = Date.now() + 10_000; Date.now() < end && s === undefined;) {
+      const x = await status();
+      if (x.sourceError !== null) s = x;
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(s !== undefined, 'the unreadable source reported');
+    assert.match(s.sourceError ?? '', /mesh\.yaml/);
+    assert.equal(s.version, before.version);
+    assert.equal((await get(upPort, '/headers', 'httpbin.default:8000')).status, 200);
+    await rename(`${meshFile}.away`, meshFile);
+    for (const end = Date.now() + 10_000; Date.now() < end && (await status()).sourceError !== null;) await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await status()).sourceError, null);
+    await allSynced(3);
   });
 
   it('the control plane killed and restarted while traffic flows: zero failed requests, proxies resume', async () => {
