@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, whenReady, type RunningProxy } from '../support/proxy.ts';
+import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, steadyLoad, whenReady, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * Renewals through the control plane, with 24 s SVIDs: renewed over mTLS with the current SVID at about half the
@@ -68,21 +68,7 @@ services:
     const renewed = await cp.waitFor('a renewal by SVID', (l) => l['event'] === 'svid-signed' && l['by'] === 'svid' && String(l['spiffeId']).endsWith('/sa/httpbin'), 20_000);
     assert.ok(renewed);
 
-    let ok = 0;
-    const failures: string[] = [];
-    let running = true;
-    const load = (async () => {
-      while (running) {
-        try {
-          const s = await get(upPort);
-          if (s === 200) ok++;
-          else failures.push(`status ${s}`);
-        } catch (err) {
-          failures.push((err as Error).message);
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
+    const load = steadyLoad(() => get(upPort), 20);
 
     // Down from just after this renewal until the first proxy's next renewal has failed, and restarted then: the
     // outage covers a renewal but stays shorter than the half lifetime every SVID still has.
@@ -100,8 +86,7 @@ services:
     await failing.waitFor('the renewal after the outage', () => rotations() > before, 20_000);
     assert.ok(Date.now() < expiresAt, 'renewed before the old SVID expired');
     await new Promise((r) => setTimeout(r, 500));
-    running = false;
-    await load;
+    const { ok, failures } = await load.stop();
     const events = (p: RunningProxy, name: string): string => p.lines.filter((l) => l['log'] !== 'access' || l['status'] !== 200).map((l) => `${name} ${JSON.stringify(l).slice(0, 300)}`).join('\n');
     assert.deepEqual(failures, [], `${events(httpbin, 'httpbin')}\n${events(sleep, 'sleep')}`);
     assert.ok(ok > 30, `${ok} requests`);

@@ -9,7 +9,7 @@ import { createCsr, generateKeyPair } from '../../src/identity/x509.ts';
 import { istioSpiffeId } from '../../src/identity/spiffe-id.ts';
 import { ControlPlaneClient } from '../../src/proxy/control-client.ts';
 import { newCa } from '../support/certs.ts';
-import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, whenReady, type RunningProxy } from '../support/proxy.ts';
+import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, steadyLoad, whenReady, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * The control plane and three proxies as real processes on 127.0.0.1: the proxies get their SVIDs (bootstrap
@@ -213,27 +213,13 @@ services:
 
   it('the control plane killed and restarted while traffic flows: zero failed requests, proxies resume', async () => {
     await allSynced(3);
-    let ok = 0;
-    const failures: string[] = [];
-    let running = true;
-    const load = (async () => {
-      while (running) {
-        try {
-          const r = await get(upPort, '/headers', 'httpbin.default:8000');
-          if (r.status === 200) ok++;
-          else failures.push(`status ${r.status}`);
-        } catch (err) {
-          failures.push((err as Error).message);
-        }
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    })();
+    const load = steadyLoad(async () => (await get(upPort, '/headers', 'httpbin.default:8000')).status, 5);
     cp.child.kill('SIGKILL');
     await once(cp.child, 'exit');
     await proxies.get('sleep')!.waitFor('the stream lost', (l) => l['event'] === 'control-plane-disconnected');
-    const duringOutage = ok;
+    const duringOutage = load.ok();
     await new Promise((r) => setTimeout(r, 1_000));
-    assert.ok(ok > duringOutage, 'requests kept flowing with the control plane down');
+    assert.ok(load.ok() > duringOutage, 'requests kept flowing with the control plane down');
     // Restarted with a second trusted root (step 1 of a root rotation): the proxies take it from the snapshot.
     const certs = async (): Promise<{ trustBundle: unknown[] }> => JSON.parse((await get(httpbinAdmin, '/certs', 'admin')).body) as { trustBundle: unknown[] };
     assert.equal((await certs()).trustBundle.length, 1);
@@ -241,8 +227,7 @@ services:
     cp = await startCp();
     await allSynced(3);
     assert.equal((await certs()).trustBundle.length, 2, 'the new root reached the proxy');
-    running = false;
-    await load;
+    const { ok, failures } = await load.stop();
     assert.deepEqual(failures, []);
     assert.ok(ok > 50, `${ok} requests`);
   });

@@ -102,6 +102,36 @@ export async function scenarioDir(prefix: string): Promise<{ dir: string; ca: Aw
   return { dir, ca };
 }
 
+/**
+ * Requests one after another (a pause between) until stopped; counts answers with status 200 and keeps every other
+ * outcome, for tests that change something under traffic and expect no failure.
+ */
+export function steadyLoad(request: () => Promise<number>, pauseMs: number): { readonly ok: () => number; stop(): Promise<{ ok: number; failures: string[] }> } {
+  let ok = 0;
+  const failures: string[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      try {
+        const status = await request();
+        if (status === 200) ok++;
+        else failures.push(`status ${status}`);
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  })();
+  return {
+    ok: () => ok,
+    async stop() {
+      running = false;
+      await loop;
+      return { ok, failures };
+    },
+  };
+}
+
 /** A port free on 127.0.0.1 a moment ago (for processes that must be told their port). */
 export async function freePort(): Promise<number> {
   const s = net.createServer();
