@@ -44,6 +44,8 @@ export interface ControlPlaneOptions {
   readonly debounceMs?: number;
   /** Lifetime of the SVIDs signed for proxies; the CA default (24 h) when absent. */
   readonly svidTtlMs?: number;
+  /** Snapshot bytes buffered for a proxy that does not read its stream before the stream is closed (32 MiB). */
+  readonly maxBufferedPerProxy?: number;
   readonly log: EventLog;
 }
 
@@ -396,7 +398,7 @@ export class ControlPlane {
     if (s.ackedVersion !== cached.version) s.state = 'PENDING';
     // A proxy that does not read its stream would make the control plane buffer every version for it: past a
     // bound, its stream is closed; it reconnects and gets only the current version.
-    if (s.stream.writableLength > MAX_BUFFERED_PER_PROXY) {
+    if (s.stream.writableLength > (this.#o.maxBufferedPerProxy ?? MAX_BUFFERED_PER_PROXY)) {
       this.#o.log.warn({ event: 'proxy-too-slow', proxy: s.id, buffered: s.stream.writableLength }, `proxy ${s.id} is not reading its stream; closing it`);
       s.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
       return;
