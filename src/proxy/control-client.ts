@@ -67,6 +67,10 @@ export class ControlPlaneClient {
     this.#bundle = TrustBundle.fromPem(this.identity.trustDomain, options.rootsPem);
   }
 
+  get url(): string {
+    return this.#o.url;
+  }
+
   /** The SPIFFE ID the control plane must present. */
   get serverIdentity(): string {
     return istioSpiffeId(this.identity.trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT).uri;

@@ -325,11 +325,15 @@ export class Sidecar {
           return { ok: true };
         },
         onConnected: () => {
+          this.#cpState = { connected: true, since: new Date().toISOString(), lastError: null };
           this.#o.log.info({ event: 'control-plane-connected' }, 'connected to the control plane');
           // A renewal that failed while the control plane was away is made now, not at the next backoff step.
           if (this.#renewalOverdue && started) this.#certs?.renewNow().catch(() => undefined);
         },
-        onDisconnected: (error, retryInMs) => this.#o.log.warn({ event: 'control-plane-disconnected', error, retryInMs }, `control plane stream lost (${error}); keeping version ${this.configVersion || '(none yet)'}, retrying in ${retryInMs} ms`),
+        onDisconnected: (error, retryInMs) => {
+          if (this.#cpState.connected || this.#cpState.lastError !== error) this.#cpState = { connected: false, since: new Date().toISOString(), lastError: error };
+          this.#o.log.warn({ event: 'control-plane-disconnected', error, retryInMs }, `control plane stream lost (${error}); keeping version ${this.configVersion || '(none yet)'}, retrying in ${retryInMs} ms`);
+        },
       });
     });
   }
@@ -389,6 +393,8 @@ export class Sidecar {
 
 
   #workloadName: string | undefined;
+  /** The configuration stream, as /config reports it. */
+  #cpState: { connected: boolean; since: string | null; lastError: string | null } = { connected: false, since: null, lastError: null };
   /** A renewal failed (or the SVID expired) and none has succeeded since. */
   #renewalOverdue = false;
   /** Digest of the control plane snapshot in force. */
@@ -430,6 +436,9 @@ export class Sidecar {
       return json(200, {
         version: st.version,
         lastRejected: this.#lastError ?? null,
+        ...(this.#o.controlPlane === undefined ? {} : {
+          controlPlane: { url: this.#o.controlPlane.url, identity: this.#o.controlPlane.serverIdentity, digest: this.#digest ?? null, ...this.#cpState },
+        }),
         workload: this.#workload,
         mesh: this.#loaded!.mesh.mesh,
         mtls: Object.fromEntries((this.#workload?.ports ?? []).map((p) => [p.port, st.policy.mtls.modeFor(p.port)])),

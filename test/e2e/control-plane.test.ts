@@ -220,6 +220,13 @@ services:
     const duringOutage = load.ok();
     await new Promise((r) => setTimeout(r, 1_000));
     assert.ok(load.ok() > duringOutage, 'requests kept flowing with the control plane down');
+    // The sidecar's /config says it is cut off from the control plane, and why.
+    type CpView = { version: string; controlPlane: { connected: boolean; lastError: string | null; digest: string | null; identity: string } };
+    const config = async (): Promise<CpView> => JSON.parse((await get(httpbinAdmin, '/config', 'admin')).body) as CpView;
+    const away = await config();
+    assert.equal(away.controlPlane.connected, false);
+    assert.ok(away.controlPlane.lastError !== null && away.controlPlane.lastError !== '');
+    assert.match(away.controlPlane.digest ?? '', /^[0-9a-f]{64}$/);
     // Restarted with a second trusted root (step 1 of a root rotation): the proxies take it from the snapshot.
     const certs = async (): Promise<{ trustBundle: unknown[] }> => JSON.parse((await get(httpbinAdmin, '/certs', 'admin')).body) as { trustBundle: unknown[] };
     assert.equal((await certs()).trustBundle.length, 1);
@@ -227,6 +234,9 @@ services:
     cp = await startCp();
     await allSynced(3);
     assert.equal((await certs()).trustBundle.length, 2, 'the new root reached the proxy');
+    const back = await config();
+    assert.equal(back.controlPlane.connected, true);
+    assert.equal(back.controlPlane.identity, 'spiffe://cluster.local/ns/istio-system/sa/rampart-control-plane');
     const { ok, failures } = await load.stop();
     assert.deepEqual(failures, []);
     assert.ok(ok > 50, `${ok} requests`);
