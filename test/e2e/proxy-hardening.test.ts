@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { listenLocal, loopbackAddress, peerAuthentication, rawExchange, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
+import { denyAdmin, listenLocal, loopbackAddress, peerAuthentication, rawExchange, scenarioDir, startProxy, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * What a hostile or broken client meets: request smuggling shapes refused before any policy or app sees them,
@@ -29,16 +29,9 @@ before(async () => {
   });
   const appPort = await listenLocal(app);
   const files = await writeSidecarFiles(dir, `${peerAuthentication('PERMISSIVE')}---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: default}
-spec:
-  action: DENY
-  rules:
-  - to: [{operation: {paths: ["/admin"]}}]
-  # A repeated header is matched as Envoy joins it: "a,b", no space.
+${denyAdmin(`  # A repeated header is matched as Envoy joins it: "a,b", no space.
   - when: [{key: "request.headers[x-team]", values: ["a,b"]}]
-`, `debugHeaders: true
+`)}`, `debugHeaders: true
 workloads:
 - name: httpbin
   labels: {app: httpbin}

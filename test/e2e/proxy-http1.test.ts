@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { listenLocal, loopbackAddress, peerAuthentication, rawExchange, scenarioDir, startProxy, waitUntil, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
+import { denyAdmin, listenLocal, loopbackAddress, peerAuthentication, rawExchange, scenarioDir, startProxy, waitUntil, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * HTTP/1.1 framing through the inbound sidecar, against an app whose answers are scripted by path: pipelining,
@@ -88,14 +88,7 @@ before(async () => {
   const downPort = await listenLocal(down);
   down.close();
   const files = await writeSidecarFiles(dir, `${peerAuthentication('PERMISSIVE')}---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: default}
-spec:
-  action: DENY
-  rules:
-  - to: [{operation: {paths: ["/admin"]}}]
-`, `workloads:
+${denyAdmin()}`, `workloads:
 - name: httpbin
   labels: {app: httpbin}
   address: ${HOST}

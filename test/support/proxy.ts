@@ -164,3 +164,15 @@ metadata: {name: default, namespace: default}
 spec: {mtls: {mode: ${mode}}}
 `;
 }
+
+/** A DENY of path /admin for namespace default (policy deny-admin); `moreRules` are YAML list items added to its rules. */
+export function denyAdmin(moreRules = ''): string {
+  return `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin"]}}]
+${moreRules}`;
+}
