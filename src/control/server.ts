@@ -61,8 +61,6 @@ interface Subscriber {
   state: 'PENDING' | 'ACK' | 'NACK';
   error: string | undefined;
   certNotAfter: string | undefined;
-  sentAt: number;
-  ackedAt: number;
 }
 
 /** Largest message a proxy may send on its stream (ACKs, NACKs with their errors). */
@@ -87,8 +85,6 @@ export class ControlPlane {
   #lastReadError: string | undefined;
   #rebuilding: Promise<void> | undefined;
   #again = false;
-  /** Listeners told after every state change (tests and `rampart up` use it). */
-  readonly #changeListeners = new Set<(s: MeshState) => void>();
 
   constructor(options: ControlPlaneOptions) {
     this.#o = options;
@@ -109,11 +105,6 @@ export class ControlPlane {
   /** The control plane's own SPIFFE ID, which proxies expect of the server they connect to. */
   get identity(): SpiffeId {
     return istioSpiffeId(this.#o.ca.trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT);
-  }
-
-  onChange(listener: (s: MeshState) => void): () => void {
-    this.#changeListeners.add(listener);
-    return () => this.#changeListeners.delete(listener);
   }
 
   /** Reads the source (a first configuration with errors throws MeshStateError), then opens the ports. */
@@ -213,7 +204,6 @@ export class ControlPlane {
     this.#lastChange = new Date();
     this.#report(next);
     for (const s of this.#subscribers.values()) this.#push(s);
-    for (const l of this.#changeListeners) l(next);
   }
 
   #report(s: MeshState): void {
@@ -331,9 +321,9 @@ export class ControlPlane {
         }
         const [ns, name] = msg.workload.split('/');
         const w = this.#state!.mesh.workloads.find((x) => x.namespace === ns && x.name === name);
-        const expected = w === undefined ? undefined : istioSpiffeId(this.#o.ca.trustDomain, w.namespace, w.serviceAccount);
-        if (w === undefined || expected === undefined || !sameAccount(peer.id, expected)) {
-          const why = w === undefined ? `workload ${msg.workload} is not in the mesh` : `workload ${msg.workload} runs as ${expected!.uri}, not ${peer.id.uri}`;
+        const expected = w === undefined ? undefined : istioSpiffeId(this.#o.ca.trustDomain, w.namespace, w.serviceAccount).uri;
+        if (w === undefined || expected !== peer.id.uri) {
+          const why = expected === undefined ? `workload ${msg.workload} is not in the mesh` : `workload ${msg.workload} runs as ${expected}, not ${peer.id.uri}`;
           this.#o.log.warn({ event: 'subscribe-refused', workload: msg.workload, identity: peer.id.uri, reason: why }, `subscription refused: ${why}`);
           this.#reply(stream, 403, { code: 'ERR_STREAM_FORBIDDEN', error: why });
           return;
@@ -341,7 +331,7 @@ export class ControlPlane {
         const socket = stream.session?.socket;
         sub = {
           id: this.#nextId++, workload: w, identity: peer.id.uri, address: `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`, connectedAt: new Date(), stream,
-          sentVersion: undefined, ackedVersion: undefined, state: 'PENDING', error: undefined, certNotAfter: peer.notAfter.toISOString(), sentAt: 0, ackedAt: 0,
+          sentVersion: undefined, ackedVersion: undefined, state: 'PENDING', error: undefined, certNotAfter: peer.notAfter.toISOString(),
         };
         this.#subscribers.set(sub.id, sub);
         stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
@@ -350,7 +340,6 @@ export class ControlPlane {
         return;
       }
       if ((msg.type === 'ack' || msg.type === 'nack') && typeof msg.version === 'string') {
-        sub.ackedAt = Date.now();
         if (typeof msg.certNotAfter === 'string') sub.certNotAfter = msg.certNotAfter;
         if (msg.type === 'ack') {
           sub.ackedVersion = msg.version;
@@ -361,7 +350,6 @@ export class ControlPlane {
           sub.error = typeof msg.error === 'string' ? msg.error.slice(0, 4_096) : 'rejected';
           this.#o.log.warn({ event: 'proxy-nack', proxy: sub.id, workload: `${sub.workload.namespace}/${sub.workload.name}`, version: msg.version, error: sub.error }, `proxy ${sub.id} rejected version ${msg.version}: ${sub.error}`);
         }
-        for (const l of this.#ackListeners) l(sub.id, msg.type, msg.version);
       }
     }, (err) => {
       if (err !== undefined) this.#reply(stream, 400, { code: 'ERR_STREAM_MESSAGE', error: err.message });
@@ -371,14 +359,6 @@ export class ControlPlane {
       this.#subscribers.delete(sub.id);
       this.#o.log.info({ event: 'proxy-disconnected', proxy: sub.id, workload: `${sub.workload.namespace}/${sub.workload.name}` }, `proxy ${sub.id} disconnected`);
     });
-  }
-
-  readonly #ackListeners = new Set<(proxy: number, kind: 'ack' | 'nack', version: string) => void>();
-
-  /** Called on every ACK and NACK (the convergence benchmark and tests wait on it). */
-  onAck(listener: (proxy: number, kind: 'ack' | 'nack', version: string) => void): () => void {
-    this.#ackListeners.add(listener);
-    return () => this.#ackListeners.delete(listener);
   }
 
   /** Serialized snapshots of the current version by workload: proxies of one workload get the same bytes. */
@@ -394,7 +374,6 @@ export class ControlPlane {
       this.#lines.set(key, cached);
     }
     s.sentVersion = cached.version;
-    s.sentAt = Date.now();
     if (s.ackedVersion !== cached.version) s.state = 'PENDING';
     // A proxy that does not read its stream would make the control plane buffer every version for it: past a
     // bound, its stream is closed; it reconnects and gets only the current version.
@@ -446,10 +425,6 @@ export class ControlPlane {
       res.writeHead(404, { 'content-type': 'application/json' }).end(`${JSON.stringify({ error: 'not found', endpoints: ['/status', '/ready'] })}\n`);
     }
   }
-}
-
-function sameAccount(a: SpiffeId, b: SpiffeId): boolean {
-  return a.uri === b.uri;
 }
 
 /** The whole body of a request, up to `limit` bytes. */
