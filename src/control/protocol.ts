@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder';
 import type { ProxySnapshot } from './snapshot.ts';
 
 /**
@@ -49,20 +50,32 @@ export interface StatusReport {
   readonly controlPlane: { readonly identity: string; readonly port: number | null; readonly certNotAfter: string | null };
 }
 
-/** Calls `onLine` for every newline-terminated line; `onEnd` with an error for a line over `limit` bytes. */
+/**
+ * Calls `onLine` for every non-blank newline-terminated line; `onEnd` at the end of the stream, or with an error for
+ * a line over `limit` characters (what was buffered is dropped). UTF-8 split across chunks is decoded whole.
+ */
 export function readLines(stream: NodeJS.ReadableStream, limit: number, onLine: (line: string) => void, onEnd: (err?: Error) => void): void {
-  let buffered = '';
+  const decoder = new StringDecoder('utf8');
+  let parts: string[] = [];
+  let size = 0;
   stream.on('data', (c: Buffer | string) => {
-    buffered += typeof c === 'string' ? c : c.toString('utf8');
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      if (line.trim() !== '') onLine(line);
+    let text = typeof c === 'string' ? c : decoder.write(c);
+    // Only the new text is searched: a snapshot comes in many chunks with one newline, at its end.
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n')) {
+      parts.push(text.slice(0, nl));
+      const line = parts.join('');
+      parts = [];
+      size = 0;
+      text = text.slice(nl + 1);
+      if (/\S/.test(line)) onLine(line);
     }
-    if (buffered.length > limit) {
-      buffered = '';
-      onEnd(new Error(`a message is larger than ${limit} bytes`));
+    if (text === '') return;
+    parts.push(text);
+    size += text.length;
+    if (size > limit) {
+      parts = [];
+      size = 0;
+      onEnd(new Error(`a message is longer than ${limit} characters`));
     }
   });
   stream.on('end', () => onEnd());

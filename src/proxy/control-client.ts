@@ -39,7 +39,7 @@ export interface StreamEvents {
   readonly onDisconnected?: (error: string, retryInMs: number) => void;
 }
 
-const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
+const MAX_SNAPSHOT_CHARS = 64 * 1024 * 1024;
 
 export class ControlPlaneClient {
   readonly #o: ControlPlaneClientOptions;
@@ -83,9 +83,10 @@ export class ControlPlaneClient {
     this.#certNotAfter = svid.notAfter.toISOString();
   }
 
-  #connect(withSvid: boolean): http2.ClientHttp2Session {
+  /** A session presenting `svid` as client certificate, or none (a first CSR). */
+  #connect(svid: Svid | undefined): http2.ClientHttp2Session {
     const expect = { ids: [this.serverIdentity] };
-    const tls = withSvid && this.#svid !== undefined ? clientTlsOptions(this.#svid, this.#bundle, expect) : serverCheckingTlsOptions(this.#bundle, expect);
+    const tls = svid !== undefined ? clientTlsOptions(svid, this.#bundle, expect) : serverCheckingTlsOptions(this.#bundle, expect);
     // servername: an IP address is not a valid SNI name; the server's identity is checked by SPIFFE ID instead.
     const session = http2.connect(this.#o.url, { ...tls, servername: 'rampart-control-plane', ALPNProtocols: ['h2'] });
     session.on('error', () => undefined);
@@ -94,8 +95,7 @@ export class ControlPlaneClient {
 
   /** Sends a CSR: with the current SVID as client certificate when there is one, else with the bootstrap token. */
   readonly requestSvid = async (csrPem: string, current: Svid | undefined): Promise<SvidResponse> => {
-    if (current !== undefined && this.#svid === undefined) this.#svid = current;
-    const session = this.#connect(current !== undefined);
+    const session = this.#connect(current);
     try {
       const headers: http2.OutgoingHttpHeaders = { ':method': 'POST', ':path': PATH_CSR, 'content-type': 'application/json' };
       if (current === undefined) headers['authorization'] = `Bearer ${this.#o.token}`;
@@ -120,7 +120,7 @@ export class ControlPlaneClient {
     let attempt = 0;
     const run = (): void => {
       if (this.#stopped) return;
-      const session = this.#connect(true);
+      const session = this.#connect(this.#svid);
       this.#session = session;
       let failed = false;
       const fail = (reason: string): void => {
@@ -155,7 +155,7 @@ export class ControlPlaneClient {
       });
       // Snapshots are applied one at a time, in order.
       let chain = Promise.resolve();
-      readLines(req, MAX_SNAPSHOT_BYTES, (line) => {
+      readLines(req, MAX_SNAPSHOT_CHARS, (line) => {
         chain = chain.then(async () => {
           let msg: ControlMessage;
           try {
