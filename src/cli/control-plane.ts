@@ -3,7 +3,7 @@ import { CertificateAuthority } from '../identity/ca.ts';
 import { readCaDir } from '../io/ca-dir.ts';
 import { persistentLedger } from '../io/token-ledger.ts';
 import { ControlPlane } from '../control/server.ts';
-import { MeshStateError } from '../control/snapshot.ts';
+import { buildMeshState } from '../control/snapshot.ts';
 import { DirectorySource } from '../control/source.ts';
 import { parseTtl } from './duration.ts';
 import type { CommandOutput } from './check.ts';
@@ -31,9 +31,8 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   try {
     const material = await readCaDir(o.ca);
     const source = new DirectorySource(o.dir);
-    const first = await source.read();
-    const { parseMeshFile } = await import('../resources/mesh-file.ts');
-    const mesh = parseMeshFile(first.mesh.text, first.mesh.file).mesh.mesh;
+    // The trust domain names the CA's identities; a mesh file with errors stops here with every diagnostic.
+    const mesh = buildMeshState(await source.read(), undefined).mesh.mesh;
     const ca = new CertificateAuthority(material, { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases, usedTokens: persistentLedger(o.ca) });
     const svidTtlMs = o.svidTtl === undefined ? undefined : parseTtl(o.svidTtl, '--svid-ttl');
     cp = new ControlPlane({
@@ -42,8 +41,7 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     });
     await cp.start();
   } catch (err) {
-    const message = err instanceof MeshStateError ? err.message : (err as Error).message;
-    process.stderr.write(`rampart control-plane: ${message}\n`);
+    process.stderr.write(`rampart control-plane: ${(err as Error).message}\n`);
     return 2;
   }
   log.info({ event: 'ready', port: cp.port, admin: cp.adminPort, identity: cp.identity.uri, version: cp.state?.version }, `control plane ready on ${o.host}:${cp.port} (status: http://127.0.0.1:${cp.adminPort}/status)`);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ConfigError } from '../errors.ts';
 import { formatDiagnostic, type Diagnostic } from '../resources/diagnostic.ts';
 import { loadResources, type SourceText } from '../resources/load.ts';
 import { parseMeshFile, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
@@ -60,11 +61,10 @@ export interface ProxySnapshot {
   readonly trustBundle: string;
 }
 
-export class MeshStateError extends Error {
-  readonly code = 'ERR_MESH_INVALID';
+export class MeshStateError extends ConfigError {
   readonly diagnostics: readonly Diagnostic[];
   constructor(diagnostics: readonly Diagnostic[]) {
-    super(`the mesh configuration has errors:\n${diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic).join('\n')}`);
+    super('ERR_MESH_INVALID', `the mesh configuration has errors:\n${diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic).join('\n')}`);
     this.diagnostics = diagnostics;
   }
 }

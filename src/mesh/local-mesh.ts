@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK } from 'jose';
 import { RampartError } from '../errors.ts';
+import { readLines } from '../control/protocol.ts';
 import { ControlPlane } from '../control/server.ts';
+import { buildMeshState } from '../control/snapshot.ts';
 import { DEMO_FILE_NAME, DirectorySource } from '../control/source.ts';
 import { CertificateAuthority, createSelfSignedCa } from '../identity/ca.ts';
 import { writeCaDir } from '../io/ca-dir.ts';
@@ -128,15 +130,8 @@ export class LocalMesh {
   async start(): Promise<void> {
     const o = this.#o;
     const source = new DirectorySource(o.dir);
-    const first = await source.read();
-    const { parseMeshFile } = await import('../resources/mesh-file.ts');
-    const parsed = parseMeshFile(first.mesh.text, first.mesh.file);
-    const meshErrors = parsed.diagnostics.filter((d) => d.severity === 'error');
-    if (meshErrors.length > 0) {
-      const { formatDiagnostic } = await import('../resources/diagnostic.ts');
-      throw new LocalMeshError('ERR_MESH_INVALID', `the mesh file has errors:\n${meshErrors.map(formatDiagnostic).join('\n')}`);
-    }
-    this.#mesh = parsed.mesh;
+    // The control plane reads the same directory again when it starts; this read names the workloads to run.
+    this.#mesh = buildMeshState(await source.read(), undefined).mesh;
     const demoFile = join(o.dir, DEMO_FILE_NAME);
     if (existsSync(demoFile)) this.#demo = parseDemoConfig(await readFile(demoFile, 'utf8'), demoFile);
     for (const ref of [...this.#demo.apps, ...this.#demo.clients.map((c) => c.workload)]) this.workload(ref);
@@ -208,29 +203,23 @@ export class LocalMesh {
 
   #follow(sc: SidecarProcess): void {
     const name = `${sc.workload.namespace}/${sc.workload.name}`;
-    let buf = '';
-    sc.child.stdout!.on('data', (c: Buffer) => {
-      buf += c.toString('utf8');
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let e: Record<string, unknown>;
-        try {
-          e = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          continue;
-        }
-        if (e['event'] === 'ready') {
-          sc.ready = true;
-        } else if (e['log'] === 'access' && e['kind'] !== 'outbound') {
-          const a = e as unknown as MeshAccess;
-          for (const l of this.#accessListeners) l({ ...a, workload: name });
-        } else if (typeof e['level'] === 'number' && e['level'] >= 50 && !this.#stopping) {
-          this.#o.say(`sidecar ${name}: ${String(e['msg'] ?? line)}`);
-        }
+    // Log lines are JSON; an access entry is a few hundred characters.
+    readLines(sc.child.stdout!, 1 << 20, (line) => {
+      let e: Record<string, unknown>;
+      try {
+        e = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
       }
-    });
+      if (e['event'] === 'ready') {
+        sc.ready = true;
+      } else if (e['log'] === 'access' && e['kind'] !== 'outbound') {
+        const a = e as unknown as MeshAccess;
+        for (const l of this.#accessListeners) l({ ...a, workload: name });
+      } else if (typeof e['level'] === 'number' && e['level'] >= 50 && !this.#stopping) {
+        this.#o.say(`sidecar ${name}: ${String(e['msg'] ?? line)}`);
+      }
+    }, () => undefined);
     sc.child.stderr!.on('data', (c: Buffer) => (sc.stderr += c.toString('utf8')));
     sc.child.once('exit', (code) => {
       if (!this.#stopping && sc.ready) this.#o.say(`sidecar ${name} exited (${code}): ${sc.stderr.trim()}`);

@@ -65,6 +65,23 @@ describe('rampart up (real processes)', { timeout: 120_000 }, () => {
     assert.match(out, /guest → httpbin {2}GET \/headers {2}401 DENY: Jwt is expired/);
   });
 
+  it('a mesh file with errors: rampart up and rampart control-plane exit 2 naming file, line and field', async () => {
+    const { dir, args } = await exampleCopy();
+    await writeFile(join(dir, 'mesh.yaml'), 'workloads:\n- {name: Bad_Name, namespace: default, serviceAccount: x, address: 127.0.0.1}\n');
+    const up = run(args);
+    assert.equal(await up.exit, 2, up.out());
+    assert.match(up.out(), /rampart up: the mesh configuration has errors:\n.*mesh\.yaml:2: error .*workloads\[0\]\.name/);
+    const ca = join(dir, 'ca');
+    const init = spawn(process.execPath, ['--import', 'tsx', BIN, 'ca', 'init', ca], { stdio: 'ignore' });
+    await once(init, 'exit');
+    const cp = spawn(process.execPath, ['--import', 'tsx', BIN, 'control-plane', dir, '--ca', ca, '--port', '0', '--admin-port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    cp.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
+    const [code] = (await once(cp, 'exit')) as [number];
+    assert.equal(code, 2, err);
+    assert.match(err, /rampart control-plane: the mesh configuration has errors:\n.*mesh\.yaml:2: error .*workloads\[0\]\.name/);
+  });
+
   it('stays up printing a line per request, and Ctrl-C stops every process it started', async () => {
     const { dir, args, ports, prefix } = await exampleCopy();
     const r = run(args);
