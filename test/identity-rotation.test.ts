@@ -326,6 +326,23 @@ test('root rotation: introduce, trust both, switch signer, retire — no request
   }
 });
 
+test('setTrustBundle: the trust domain aliases it brings stay through the next renewal', async () => {
+  const root = await createSelfSignedCa({ trustDomain: TD });
+  const ca = new CertificateAuthority(root, { trustDomain: TD });
+  const mgr = new CertificateManager({ identity: CLIENT_ID, requestSvid: requesterFor(() => ca, CLIENT_ID, 60_000) });
+  const events: CertificateEvent[] = [];
+  mgr.subscribe((e) => events.push(e));
+  try {
+    await mgr.start();
+    mgr.setTrustBundle(mgr.trustBundle!.withAliases(['old.example']));
+    await mgr.renewNow();
+    assert.deepEqual(mgr.trustBundle!.aliases, ['old.example']);
+    assert.equal(events.filter((e) => e.type === 'bundle-changed').length, 1, 'the renewal did not change the bundle back');
+  } finally {
+    mgr.stop();
+  }
+});
+
 test('setTrustBundle: a changed bundle is announced once; the same bundle again is not', async () => {
   const root = await createSelfSignedCa({ trustDomain: TD });
   const other = await createSelfSignedCa({ trustDomain: TD });

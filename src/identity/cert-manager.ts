@@ -83,7 +83,8 @@ export class CertificateManager {
   readonly identity: SpiffeId;
   readonly #opts: Required<Omit<CertificateManagerOptions, 'identity' | 'requestSvid' | 'trustDomainAliases'>>;
   readonly #request: SvidRequester;
-  readonly #aliases: readonly string[];
+  /** Accepted trust domains besides the own: from the options, then from the last bundle set by setTrustBundle. */
+  #aliases: readonly string[];
   readonly #listeners = new Set<CertificateListener>();
   #svid: Svid | undefined;
   #bundle: TrustBundle | undefined;
@@ -186,6 +187,8 @@ export class CertificateManager {
 
   /** Replaces the trust bundle (a root added or retired) without a new SVID. */
   setTrustBundle(bundle: TrustBundle): void {
+    // Its trust domain aliases stay for the bundles of later renewals (which carry roots only).
+    this.#aliases = bundle.aliases;
     if (this.#bundle !== undefined && this.#bundle.equals(bundle)) return;
     this.#bundle = bundle;
     this.#emit({ type: 'bundle-changed', bundle });

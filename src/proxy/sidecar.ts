@@ -146,7 +146,8 @@ export class Sidecar {
         return { chainPem: s.chainPem, rootsPem: s.rootsPem };
       };
     } else {
-      // The identity is the one the bootstrap token names; the CA signs no other for it.
+      // The identity is the one the bootstrap token names; the CA signs no other for it. The mesh's trust domain
+      // aliases come with the snapshots' trust bundle (#takeBundle), once there is a snapshot.
       identity = cp.identity;
       trustDomainAliases = [];
       requestSvid = cp.requestSvid;
@@ -178,7 +179,7 @@ export class Sidecar {
     }
     // Retries with backoff until the CA (or the control plane) answers.
     await this.#certs.start();
-    if (cp !== undefined) first = await this.#firstSnapshot(cp, identity as IstioIdentity);
+    if (cp !== undefined) first = await this.#firstSnapshot(cp, cp.identity);
     this.#loaded = first!;
     const w = this.#workload!;
     const mesh = first!.mesh.mesh;
