@@ -47,6 +47,7 @@ describe('rampart up lines', () => {
     workload: 'default/httpbin', kind: 'http', time: '2026-11-27T03:13:24.123Z', method: 'GET', path: '/headers', status: 200, sourceIp: '127.0.0.2',
     sourcePrincipal: 'spiffe://cluster.local/ns/default/sa/my-service-account', mtls: true, decision: 'ALLOW', decidedBy: 'allow',
     policy: 'default/require-jwt-or-mtls', rule: 0, reason: 'allowed', responseFlags: '-',
+    durationMs: 1, port: 8000, bytesReceived: 0, bytesSent: 2, requestPrincipal: undefined, requestId: 'r1', configVersion: '1',
   };
 
   it('names callers by workload, else by principal, else as outside', () => {

@@ -11,7 +11,7 @@ import { SvidError } from '../identity/svid-verify.ts';
 import { peerChain, serverTlsOptions, verifyTlsPeer } from '../identity/tls.ts';
 import { createCsr, generateKeyPair, privateKeyPem } from '../identity/x509.ts';
 import { formatDiagnostic } from '../resources/diagnostic.ts';
-import type { MeshWorkload } from '../resources/mesh-file.ts';
+import { findWorkload, type MeshWorkload } from '../resources/mesh-file.ts';
 import type { EventLog } from '../telemetry/jwks.ts';
 import { buildMeshState, MeshStateError, proxySnapshot, type MeshState } from './snapshot.ts';
 import type { ConfigSource } from './source.ts';
@@ -319,8 +319,7 @@ export class ControlPlane {
           this.#reply(stream, 400, { code: 'ERR_STREAM_MESSAGE', error: 'the first message must be {"type":"subscribe","workload":"NAMESPACE/NAME"}' });
           return;
         }
-        const [ns, name] = msg.workload.split('/');
-        const w = this.#state!.mesh.workloads.find((x) => x.namespace === ns && x.name === name);
+        const w = findWorkload(this.#state!.mesh, msg.workload);
         const expected = w === undefined ? undefined : istioSpiffeId(this.#o.ca.trustDomain, w.namespace, w.serviceAccount).uri;
         if (w === undefined || expected !== peer.id.uri) {
           const why = expected === undefined ? `workload ${msg.workload} is not in the mesh` : `workload ${msg.workload} runs as ${expected}, not ${peer.id.uri}`;

@@ -15,7 +15,8 @@ import { DEMO_FILE_NAME, DirectorySource } from '../control/source.ts';
 import { CertificateAuthority, createSelfSignedCa } from '../identity/ca.ts';
 import { writeCaDir } from '../io/ca-dir.ts';
 import { persistentLedger } from '../io/token-ledger.ts';
-import type { MeshFile, MeshWorkload } from '../resources/mesh-file.ts';
+import type { AccessEntry } from '../proxy/inbound.ts';
+import { findWorkload, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
 import type { EventLog } from '../telemetry/jwks.ts';
 import { EMPTY_DEMO, parseDemoConfig, type DemoConfig } from './demo-config.ts';
 
@@ -28,27 +29,8 @@ import { EMPTY_DEMO, parseDemoConfig, type DemoConfig } from './demo-config.ts';
 
 export class LocalMeshError extends RampartError {}
 
-/** One inbound access entry of a sidecar, as it logs it (the fields `rampart up` shows). */
-export interface MeshAccess {
-  readonly workload: string;
-  readonly kind: 'http' | 'tcp' | 'connection';
-  readonly time: string;
-  readonly method?: string;
-  readonly authority?: string;
-  readonly path?: string;
-  readonly status?: number;
-  readonly sourceIp?: string;
-  readonly sourcePrincipal?: string;
-  readonly requestPrincipal?: string;
-  readonly mtls: boolean;
-  readonly decision: 'ALLOW' | 'DENY';
-  readonly decidedBy: string;
-  readonly policy: string | null;
-  readonly rule: number | null;
-  readonly reason: string;
-  readonly requestId?: string;
-  readonly responseFlags: string;
-}
+/** One inbound access entry of a sidecar as its log line carries it (the time as text), and whose sidecar it is. */
+export type MeshAccess = Omit<AccessEntry, 'start'> & { readonly workload: string; readonly time: string };
 
 export interface LocalMeshOptions {
   readonly dir: string;
@@ -103,8 +85,7 @@ export class LocalMesh {
   }
 
   workload(ref: string): MeshWorkload {
-    const [ns, name] = ref.split('/');
-    const w = this.mesh.workloads.find((x) => x.namespace === ns && x.name === name);
+    const w = findWorkload(this.mesh, ref);
     if (w === undefined) throw new LocalMeshError('ERR_DEMO_WORKLOAD', `workload ${ref} (demo.yaml) is not in the mesh file`);
     return w;
   }

@@ -15,7 +15,7 @@ import { KeyRegistry } from '../jwt/key-registry.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { formatDiagnostic, type Diagnostic } from '../resources/diagnostic.ts';
 import { loadResources } from '../resources/load.ts';
-import { parseMeshFile, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
+import { findWorkload, parseMeshFile, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
 import { jwksTelemetry, type EventLog } from '../telemetry/jwks.ts';
 import { InboundListener, type AccessEntry, type InboundLimits, type InboundState, type TlsState } from './inbound.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -262,8 +262,7 @@ export class Sidecar {
     const loaded = loadResources(sources, { rootNamespace: parsedMesh.mesh.mesh.rootNamespace });
     const diagnostics = [...parsedMesh.diagnostics, ...loaded.diagnostics];
     const errors = diagnostics.filter((d) => d.severity === 'error');
-    const [ns, name] = this.#o.workload.split('/');
-    const w = parsedMesh.mesh.workloads.find((x) => x.namespace === ns && x.name === name);
+    const w = findWorkload(parsedMesh.mesh, this.#o.workload);
     if (w === undefined && errors.length === 0) {
       errors.push({ severity: 'error', code: 'ERR_WORKLOAD_UNKNOWN', message: `workload ${this.#o.workload} is not in the mesh file`, file: meshSource.file, line: 0, path: 'workloads' });
     }

@@ -203,6 +203,12 @@ function underMeshConfig(d: Diagnostic): Diagnostic {
   return { ...d, path: d.path === '' ? 'meshConfig' : `meshConfig.${d.path}` };
 }
 
+/** The workload a `namespace/name` reference names, if the mesh has it. */
+export function findWorkload(mesh: MeshFile, ref: string): MeshWorkload | undefined {
+  const slash = ref.indexOf('/');
+  return mesh.workloads.find((w) => w.namespace === ref.slice(0, slash) && w.name === ref.slice(slash + 1));
+}
+
 /** The workloads a service selects (same namespace, every selector label equal). */
 export function serviceEndpoints(mesh: MeshFile, service: MeshService): MeshWorkload[] {
   return mesh.workloads.filter((w) => w.namespace === service.namespace && Object.entries(service.selector).every(([k, v]) => w.labels[k] === v));
