@@ -26,3 +26,20 @@ for (const [args, message] of rows) {
     assert.match(r.stderr, message);
   });
 }
+
+// Where the configuration comes from: local files and a CA, or a control plane with a token and the roots.
+const sourceRows: Array<[string, string[], RegExp]> = [
+  ['neither files nor a control plane', ['proxy', '--workload', 'default/x'], /give either --mesh, --config and --ca \(local files\), or --control-plane, --token and --root-cert/],
+  ['a control plane without a token', ['proxy', '--workload', 'default/x', '--control-plane', 'https://127.0.0.1:1', '--root-cert', 'r.pem'], /--control-plane needs --token FILE .* and --root-cert FILE/],
+  ['a control plane with several workers', ['proxy', '--workload', 'default/x', '--control-plane', 'https://127.0.0.1:1', '--token', 't', '--root-cert', 'r.pem', '--workers', '2'], /--workers is not available with --control-plane/],
+  ['a token file that is not there', ['proxy', '--workload', 'default/x', '--control-plane', 'https://127.0.0.1:1', '--token', '/nonexistent/token', '--root-cert', 'r.pem'], /ENOENT.*\/nonexistent\/token/],
+  ['a token that is not a JWT', ['proxy', '--workload', 'default/x', '--control-plane', 'https://127.0.0.1:1', '--token', join(import.meta.dirname, '..', 'package.json'), '--root-cert', join(import.meta.dirname, '..', 'package.json')], /the bootstrap token cannot be read/],
+];
+
+for (const [name, args, message] of sourceRows) {
+  test(`rampart proxy with ${name}: exit 2 with the reason`, () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, message);
+  });
+}
