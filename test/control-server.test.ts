@@ -4,10 +4,10 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { PATH_STREAM } from '../src/control/protocol.ts';
+import { PATH_CSR, PATH_STREAM } from '../src/control/protocol.ts';
 import { ControlPlane } from '../src/control/server.ts';
 import { DirectorySource } from '../src/control/source.ts';
-import { clientTlsOptions } from '../src/identity/tls.ts';
+import { clientTlsOptions, serverCheckingTlsOptions } from '../src/identity/tls.ts';
 import { issueSvid, newCa } from './support/certs.ts';
 import { waitUntil } from './support/proxy.ts';
 
@@ -60,5 +60,57 @@ describe('ControlPlane', () => {
     }
     await waitUntil('the slow proxy cut off', () => (cp.status().proxies.length === 0 ? true : undefined), 5_000);
     assert.ok(warnings.some((w) => w['event'] === 'proxy-too-slow'));
+  });
+
+  it('answers malformed or unauthenticated requests with a status, a stable code and the reason', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rampart-cp-bad-'));
+    await writeFile(join(dir, 'mesh.yaml'), MESH);
+    const ca = await newCa();
+    const cp = new ControlPlane({ source: new DirectorySource(dir), ca, port: 0, log: { info: () => undefined, warn: () => undefined, error: () => undefined } });
+    await cp.start();
+    cleanups.push(() => cp.stop());
+    const url = `https://127.0.0.1:${cp.port}`;
+    const open = async (withSvid: boolean): Promise<http2.ClientHttp2Session> => {
+      const expect = { ids: [cp.identity.uri] };
+      const tls = withSvid ? clientTlsOptions(await issueSvid(ca, 'default', 'httpbin'), ca.trustBundle, expect) : serverCheckingTlsOptions(ca.trustBundle, expect);
+      const s = http2.connect(url, { ...tls, servername: 'rampart-control-plane' });
+      s.on('error', () => undefined);
+      cleanups.push(() => void s.destroy());
+      return s;
+    };
+    const call = (s: http2.ClientHttp2Session, path: string, body: string): Promise<{ status: number; code: string; error: string }> =>
+      new Promise((resolve, reject) => {
+        const req = s.request({ ':method': 'POST', ':path': path });
+        let status = 0;
+        let text = '';
+        req.setEncoding('utf8');
+        req.on('response', (h) => (status = Number(h[':status'])));
+        req.on('data', (c: string) => (text += c));
+        req.on('end', () => resolve({ status, ...(JSON.parse(text) as { code: string; error: string }) }));
+        req.on('error', reject);
+        req.end(body);
+      });
+    const anonymous = await open(false);
+    const rows: Array<[string, string, number, string, RegExp]> = [
+      ['a CSR body that is not JSON', 'nope', 400, 'ERR_CSR_REQUEST', /not a JSON object with a "csr"/],
+      ['a CSR body without a csr', '{}', 400, 'ERR_CSR_REQUEST', /"csr" string/],
+      ['a CSR with no credential', '{"csr":"x"}', 401, 'ERR_CSR_UNAUTHENTICATED', /present an SVID .* or a bootstrap token/],
+    ];
+    for (const [what, body, status, code, error] of rows) {
+      const r = await call(anonymous, PATH_CSR, body);
+      assert.equal(r.status, status, what);
+      assert.equal(r.code, code, what);
+      assert.match(r.error, error, what);
+    }
+    const noSvid = await call(anonymous, PATH_STREAM, '{"type":"subscribe","workload":"default/httpbin"}\n');
+    assert.deepEqual([noSvid.status, noSvid.code], [401, 'ERR_STREAM_UNAUTHENTICATED']);
+    const withSvid = await open(true);
+    const notSubscribe = await call(withSvid, PATH_STREAM, '{"type":"ack","version":"1"}\n');
+    assert.deepEqual([notSubscribe.status, notSubscribe.code], [400, 'ERR_STREAM_MESSAGE']);
+    assert.match(notSubscribe.error, /first message must be/);
+    const notJson = await call(withSvid, PATH_STREAM, 'hello\n');
+    assert.deepEqual([notJson.status, notJson.code], [400, 'ERR_STREAM_MESSAGE']);
+    const unknown = await call(withSvid, '/v1/nothing', '');
+    assert.deepEqual([unknown.status, unknown.code], [404, 'ERR_NOT_FOUND']);
   });
 });
