@@ -2,7 +2,7 @@ import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
 import { spaceDelimitedClaims, type FoundToken, type JwtOutcome, type JwtRuleRef, type JwtVerifier } from '../policy/request-authn.ts';
 import type { VerifiedJwt } from '../policy/request.ts';
 import type { KeySet } from './key-set.ts';
-import { audiencesOf, CLOCK_SKEW_SECONDS, decodeToken, ENVOY_MESSAGES, JwtError, verifyToken, verifyTokenAsync, type DecodedJwt, type JwtFailure } from './verify.ts';
+import { audiencesOf, checkTimes, decodeToken, ENVOY_MESSAGES, JwtError, verifySignature, verifySignatureAsync, type DecodedJwt, type JwtFailure } from './verify.ts';
 
 /**
  * The RequestAuthentication step for raw tokens, with Envoy's requirement semantics: every token found must be
@@ -75,7 +75,6 @@ interface Accepted {
 interface Pending {
   readonly found: FoundToken;
   readonly decoded: DecodedJwt;
-  readonly nowSeconds: number;
   readonly verified: JwtRuleRef[];
   readonly toCheck: { readonly ref: JwtRuleRef; readonly keys: KeySet }[];
   failure: Failure | undefined;
@@ -120,7 +119,7 @@ export class JwtAuthenticator implements JwtVerifier {
       if ('reason' in p) return rejected(found, p);
       for (const { ref, keys } of p.toCheck) {
         try {
-          verifyToken(found.token, keys, p.nowSeconds, p.decoded);
+          verifySignature(found.token, keys, p.decoded);
           this.#passed(p, ref, keys);
         } catch (err) {
           this.#failed(p, ref, err);
@@ -144,7 +143,7 @@ export class JwtAuthenticator implements JwtVerifier {
       if ('reason' in p) return rejected(found, p);
       for (const { ref, keys } of p.toCheck) {
         try {
-          await verifyTokenAsync(found.token, keys, p.nowSeconds, p.decoded);
+          await verifySignatureAsync(found.token, keys, p.decoded);
           this.#passed(p, ref, keys);
         } catch (err) {
           this.#failed(p, ref, err);
@@ -157,17 +156,14 @@ export class JwtAuthenticator implements JwtVerifier {
     return outcome(tokens, results);
   }
 
+  /**
+   * Everything before the signature, in Envoy's order (jwt_authn authenticator.cc startVerify): the token's shape,
+   * its issuer, its times, then the audiences of the rules that accept the issuer. Only then are keys looked at, so
+   * a token that fails any of these costs no signature check and reads as Envoy words it.
+   */
   #begin(found: FoundToken): Failure | Pending {
     const nowSeconds = Math.floor(this.#now() / 1000);
-    let entry = this.#verified.get(found.token);
-    if (entry !== undefined) {
-      const exp = entry.decoded.payload.exp;
-      // Dropped at expiry: the full check then reports it.
-      if (typeof exp === 'number' && nowSeconds > exp + CLOCK_SKEW_SECONDS) {
-        this.#verified.delete(found.token);
-        entry = undefined;
-      }
-    }
+    const entry = this.#verified.get(found.token);
     let decoded: DecodedJwt;
     if (entry !== undefined) decoded = entry.decoded;
     else {
@@ -187,8 +183,24 @@ export class JwtAuthenticator implements JwtVerifier {
         detail: `issuer ${JSON.stringify(iss ?? '')} is not accepted by the rules looking there (${found.rules.map((x) => JSON.stringify(x.rule.issuer ?? '')).join(', ')})`,
       };
     }
-    const p: Pending = { found, decoded, nowSeconds, verified: [], toCheck: [], failure: undefined };
-    for (const ref of candidates) {
+    try {
+      checkTimes(decoded, nowSeconds);
+    } catch (err) {
+      // An expired token leaves the cache: it can only fail from now on.
+      if (entry !== undefined) this.#verified.delete(found.token);
+      if (err instanceof JwtError) return { reason: err.reason, detail: detailOf(err) };
+      throw err;
+    }
+    const aud = audiencesOf(decoded.payload);
+    const audienceOk = candidates.filter((ref) => {
+      const want = ref.rule.audiences ?? [];
+      return want.length === 0 || want.some((a) => aud.includes(a));
+    });
+    if (audienceOk.length === 0) {
+      return { reason: 'audience', detail: `audiences ${JSON.stringify(aud)} match none of ${JSON.stringify(candidates.flatMap((x) => x.rule.audiences ?? []))}` };
+    }
+    const p: Pending = { found, decoded, verified: [], toCheck: [], failure: undefined };
+    for (const ref of audienceOk) {
       const state = this.#keysFor(ref);
       if ('unavailable' in state) {
         p.failure ??= { reason: 'keys-unavailable', detail: `keys of ${ref.policy} jwtRules[${ref.index}]: ${state.unavailable}` };
@@ -227,13 +239,7 @@ export class JwtAuthenticator implements JwtVerifier {
     if (p.verified.length === 0) return p.failure ?? { reason: 'bad-signature', detail: 'no rule verified the token' };
     const payload = p.decoded.payload;
     const aud = audiencesOf(payload);
-    const accepted = p.verified.filter((ref) => {
-      const want = ref.rule.audiences ?? [];
-      return want.length === 0 || want.some((a) => aud.includes(a));
-    });
-    if (accepted.length === 0) {
-      return { reason: 'audience', detail: `audiences ${JSON.stringify(aud)} match none of ${JSON.stringify(p.verified.flatMap((x) => x.rule.audiences ?? []))}` };
-    }
+    const accepted = p.verified;
     let jwt = this.#views.get(payload);
     if (jwt === undefined) {
       const iss = typeof payload.iss === 'string' ? payload.iss : undefined;

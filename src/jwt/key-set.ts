@@ -5,7 +5,8 @@ import { RampartError } from '../errors.ts';
 /**
  * A JWKS turned into verification keys, each pinned to the algorithms it may verify. jose imports every key (and
  * refuses what it cannot import); the resulting KeyObjects let the verifier check signatures with node:crypto
- * synchronously. Symmetric keys, private keys and RSA keys under 2048 bits are never used.
+ * synchronously. Symmetric keys, private keys, RSA keys under 2048 bits and keys that cannot be honest (an RSA
+ * exponent of 1 or an even one, an EC point off its curve) are never used: each is skipped with its reason.
  */
 
 export const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
@@ -65,6 +66,30 @@ function allowedFor(jwk: JWK, index: number): readonly JwtAlgorithm[] {
   return byType;
 }
 
+/** BoringSSL's public-key limits, which Envoy verifies with (rsa_check_public_key): larger keys cost a DoS. */
+const MAX_RSA_BITS = 16384;
+const MAX_RSA_EXPONENT_BITS = 33;
+
+/**
+ * An RSA key that can verify nothing honestly is refused here rather than trusted: OpenSSL imports e = 1 (under
+ * which any "signature" equal to the padded digest verifies: a forged token), an even e, or a huge one. BoringSSL,
+ * Envoy's library, refuses them when verifying; refusing them at import says so once, in the key set's
+ * diagnostics, instead of per token.
+ */
+function checkRsa(key: KeyObject, i: number, jwk: JWK): void {
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < MIN_RSA_BITS) throw new JwksError(`keys[${i}]: RSA key of ${bits} bits; at least ${MIN_RSA_BITS} are required`);
+  if (bits > MAX_RSA_BITS) throw new JwksError(`keys[${i}]: RSA key of ${bits} bits; at most ${MAX_RSA_BITS} are accepted`);
+  const e = key.asymmetricKeyDetails?.publicExponent;
+  if (e === undefined) throw new JwksError(`keys[${i}]: RSA key without a public exponent`);
+  if (e < 3n) throw new JwksError(`keys[${i}]: RSA public exponent ${e} is smaller than 3 (with e = 1 any forged signature verifies)`);
+  if (e % 2n === 0n) throw new JwksError(`keys[${i}]: RSA public exponent ${e} is even (an RSA exponent must be odd)`);
+  if (e >= 1n << BigInt(MAX_RSA_EXPONENT_BITS)) throw new JwksError(`keys[${i}]: RSA public exponent of ${e.toString(2).length} bits; at most ${MAX_RSA_EXPONENT_BITS} are accepted`);
+  // An even modulus is no product of two odd primes; BoringSSL refuses it too.
+  const n = typeof jwk.n === 'string' ? Buffer.from(jwk.n, 'base64url') : undefined;
+  if (n !== undefined && n.length > 0 && (n[n.length - 1]! & 1) === 0) throw new JwksError(`keys[${i}]: RSA modulus is even`);
+}
+
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
 
 export class KeySet {
@@ -104,12 +129,18 @@ export class KeySet {
         for (const m of PRIVATE_MEMBERS) delete pub[m];
         delete pub['key_ops'];
         delete pub['ext'];
-        const imported = await importJWK(pub as JWK, algorithms[0], { extractable: true });
+        let imported: Awaited<ReturnType<typeof importJWK>>;
+        try {
+          imported = await importJWK(pub as JWK, algorithms[0], { extractable: true });
+        } catch (err) {
+          // OpenSSL refuses an EC point off its curve, or coordinates of the wrong size, at import: say which.
+          if (jwk.kty === 'EC') throw new JwksError(`keys[${i}]: the EC point (x, y) is not a point of ${String(jwk.crv)} (${(err as Error).message})`);
+          if (jwk.kty === 'OKP') throw new JwksError(`keys[${i}]: x is not an Ed25519 public key (${(err as Error).message})`);
+          throw err;
+        }
         const key = imported instanceof Uint8Array ? undefined : KeyObject.from(imported);
         if (key === undefined || key.type !== 'public') throw new JwksError(`keys[${i}]: not a public key`);
-        if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) {
-          throw new JwksError(`keys[${i}]: RSA key of ${key.asymmetricKeyDetails?.modulusLength} bits; at least ${MIN_RSA_BITS} are required`);
-        }
+        if (key.asymmetricKeyType === 'rsa') checkRsa(key, i, jwk);
         const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
         keys.push({ kid, algorithms, key, description: `${jwk.kty}${jwk.crv === undefined ? '' : ` ${jwk.crv}`}${kid === undefined ? '' : ` kid ${JSON.stringify(kid)}`}` });
       } catch (err) {
