@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +11,7 @@ import { KeySet } from '../src/jwt/key-set.ts';
 import type { JwksEvent } from '../src/jwt/jwks-source.ts';
 import { PolicyEngine } from '../src/policy/engine.ts';
 import { parseCheckRequest } from '../src/policy/request.ts';
+import { collectJwtRules, extractTokens, type JwtRuleRef } from '../src/policy/request-authn.ts';
 import { loadResources } from '../src/resources/load.ts';
 import type { RequestAuthentication } from '../src/resources/types.ts';
 import { outcome, httpRequest } from './support/decide.ts';
@@ -34,6 +35,16 @@ function token(issuer: Issuer, claims: Record<string, unknown> = {}, keyIndex = 
     .setProtectedHeader({ alg: 'ES256', kid: k.jwk.kid as string })
     .sign(k.privateKey);
 }
+
+/** A token with any header and payload, validly signed with node:crypto (jose refuses to sign some of these shapes). */
+function signedByHand(issuer: Issuer, header: Record<string, unknown>, payload: Record<string, unknown>): string {
+  const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${b64({ alg: 'ES256', kid: issuer.keys[0]!.jwk.kid, ...header })}.${b64({ iss: issuer.iss, sub: 'alice', aud: 'httpbin', exp: NOW + 3600, iat: NOW, ...payload })}`;
+  return `${input}.${cryptoSign('sha256', Buffer.from(input), { key: issuer.keys[0]!.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+}
+
+/** The clock every authenticator here reads: the time the tokens were made from, whatever the wall clock does. */
+const clock = (): number => NOW * 1000;
 
 /** A real JWKS server on 127.0.0.1 serving each issuer's current public keys; `delayMs` slows every answer. */
 async function jwksServer(issuers: Issuer[]): Promise<{ url: (i: number) => string; hits: () => number; delayMs: { value: number }; down: { value: boolean }; close: () => Promise<void> }> {
@@ -64,7 +75,7 @@ async function jwksServer(issuers: Issuer[]): Promise<{ url: (i: number) => stri
   };
 }
 
-async function setup(yaml: string, options: { minRefetchMs?: number; overrides?: Map<string, string> } = {}): Promise<{ decide: (req: unknown) => ReturnType<PolicyEngine['decide']>; registry: KeyRegistry; events: JwksEvent[] }> {
+async function setup(yaml: string, options: { minRefetchMs?: number; overrides?: Map<string, string> } = {}): Promise<{ decide: (req: unknown) => ReturnType<PolicyEngine['decide']>; registry: KeyRegistry; events: JwksEvent[]; verifier: JwtAuthenticator; rules: JwtRuleRef[]; engine: PolicyEngine }> {
   const loaded = loadResources([{ file: 'p.yaml', text: yaml }]);
   assert.deepEqual(loaded.diagnostics.filter((d) => d.severity === 'error'), []);
   const events: JwksEvent[] = [];
@@ -73,9 +84,10 @@ async function setup(yaml: string, options: { minRefetchMs?: number; overrides?:
     onEvent: (e) => events.push(e),
     ...(options.overrides === undefined ? {} : { overrides: options.overrides }),
   });
-  const verifier = new JwtAuthenticator({ keysFor: (ref) => registry.keysFor(ref), onUnknownKid: (ref) => registry.unknownKid(ref) });
+  const verifier = new JwtAuthenticator({ keysFor: (ref) => registry.keysFor(ref), onUnknownKid: (ref) => registry.unknownKid(ref), now: clock });
   const engine = new PolicyEngine(loaded.resources);
-  return { decide: (req) => engine.decide(parseCheckRequest(req), { trace: true, jwtVerifier: verifier }), registry, events };
+  const rules = collectJwtRules(loaded.resources.filter((r): r is RequestAuthentication => r.kind === 'RequestAuthentication'));
+  return { decide: (req) => engine.decide(parseCheckRequest(req), { trace: true, jwtVerifier: verifier }), registry, events, verifier, rules, engine };
 }
 
 const bearer = (t: string): Record<string, string> => ({ authorization: `Bearer ${t}` });
@@ -142,6 +154,60 @@ test('multiple issuers and custom locations (istio.io authn-policy): header with
   for (const [name, req, want] of rows) {
     const d = decide(req);
     assert.equal(outcome(d), want, `${name}: ${d.reason}`);
+  }
+});
+
+test('a token location given more than once: every copy is a token and must verify, through both paths', async () => {
+  const A: Issuer = { iss: 'https://a.example', keys: [newKey('a1')] };
+  const jwks = JSON.stringify({ keys: A.keys.map((k) => k.jwk) });
+  const { decide, verifier, rules, engine } = await setup(docs(
+    ra('jwt', {
+      selector: { matchLabels: { app: 'httpbin' } },
+      jwtRules: [
+        { issuer: A.iss, jwks },
+        { issuer: A.iss, jwks, fromHeaders: [{ name: 'x-jwt' }, { name: 'x-token', prefix: 'Token ' }], fromParams: ['tok'], fromCookies: ['session'] },
+      ],
+    }),
+    ap('require', { selector: { matchLabels: { app: 'httpbin' } }, rules: [{ from: [{ source: { requestPrincipals: ['*'] } }] }] }),
+  ));
+  const good = await token(A);
+  const other = await token(A, { sub: 'bob' });
+  const expired = await token(A, { exp: NOW - 3600 });
+  const rows: Array<[string, Parameters<typeof httpRequest>[0], string, RegExp?]> = [
+    // Envoy's extractor takes each value of a header as a token and every token must verify (extractor.cc, authenticator.cc).
+    ['two Authorization lines, good then garbage', { headers: { authorization: [`Bearer ${good}`, 'Bearer garbage'] } }, 'DENY 401', /Header\.Payload\.Signature/],
+    ['two Authorization lines, garbage then good', { headers: { authorization: ['Bearer garbage', `Bearer ${good}`] } }, 'DENY 401'],
+    ['two Authorization lines, good then expired', { headers: { authorization: [`Bearer ${good}`, `Bearer ${expired}`] } }, 'DENY 401', /Jwt is expired/],
+    ['the same good token twice', { headers: { authorization: [`Bearer ${good}`, `Bearer ${good}`] } }, 'ALLOW'],
+    ['two good tokens of one issuer', { headers: { authorization: [`Bearer ${good}`, `Bearer ${other}`] } }, 'ALLOW'],
+    ['two copies in one line, as a proxy joins them', { headers: { authorization: `Bearer ${good}, Bearer garbage` } }, 'DENY 401'],
+    ['Authorization and Authorization with other casing', { headers: { Authorization: `Bearer ${good}`, authorization: 'Bearer garbage' } }, 'DENY 401'],
+    ['a fromHeaders header repeated', { headers: { 'x-jwt': [good, 'garbage'] } }, 'DENY 401'],
+    ['a prefixed fromHeaders header repeated', { headers: { 'x-token': [`Token ${good}`, `Token ${expired}`] } }, 'DENY 401', /Jwt is expired/],
+    // Envoy checks only the first value of a parameter or cookie and hands the others to the app unchecked; here
+    // every copy must verify (stricter on purpose: docs/jwt.md).
+    ['access_token twice, good first', { path: `/ip?access_token=${good}&access_token=garbage` }, 'DENY 401'],
+    ['a fromParams parameter twice, good first', { path: `/ip?tok=${good}&tok=${expired}` }, 'DENY 401', /Jwt is expired/],
+    ['a cookie twice in one header', { headers: { cookie: `session=${good}; session=garbage` } }, 'DENY 401'],
+    ['a cookie in two Cookie headers', { headers: { cookie: [`session=${good}`, 'session=garbage'] } }, 'DENY 401'],
+    ['a quoted cookie', { headers: { cookie: `session="${good}"` } }, 'ALLOW'],
+    // A location present with nothing usable in it is a bad token, as in Envoy, not a missing one.
+    ['Authorization: "Bearer " and nothing else', { headers: { authorization: 'Bearer ' } }, 'DENY 401'],
+    ['an empty access_token', { path: '/ip?access_token=' }, 'DENY 401'],
+    ['Basic credentials are no token', { headers: { authorization: 'Basic YWxhZGRpbjpvcGVuc2VzYW1l' } }, 'DENY 403'],
+    ['the token ends at the first character no JWS has', { headers: { authorization: `Bearer ${good};x` } }, 'ALLOW'],
+  ];
+  for (const [name, over, want, reason] of rows) {
+    const req = httpRequest(over);
+    const d = decide(req);
+    assert.equal(outcome(d), want, `${name}: ${d.reason}`);
+    if (reason !== undefined) assert.match(d.reason, reason, name);
+    // The threadpool path reaches the same outcome on the same tokens.
+    const found = extractTokens(rules, engine.prepare(parseCheckRequest(req)));
+    const sync = verifier.authenticate(found, rules);
+    const async = await verifier.authenticateAsync(found, rules);
+    assert.equal(async.kind, sync.kind, name);
+    if (sync.kind === 'rejected' && async.kind === 'rejected') assert.deepEqual([async.status, async.reason], [sync.status, sync.reason], name);
   }
 });
 
@@ -218,7 +284,7 @@ test('a repeated token is served from the verified-token cache; the cache honour
   const A: Issuer = { iss: 'https://a.example', keys: [newKey('a1')] };
   const loaded = loadResources([{ file: 'p.yaml', text: ra('jwt', { jwtRules: [{ issuer: A.iss, jwks: JSON.stringify({ keys: A.keys.map((k) => k.jwk) }) }] }) }]);
   const registry = await KeyRegistry.create(loaded.resources as RequestAuthentication[]);
-  let now = Date.now();
+  let now = NOW * 1000;
   let lookups = 0;
   const verifier = new JwtAuthenticator({ keysFor: (ref) => (lookups++, registry.keysFor(ref)), now: () => now });
   const engine = new PolicyEngine(loaded.resources);
@@ -253,18 +319,38 @@ test('authenticateAsync (signatures on the threadpool) gives the same outcome as
     ['issuer not configured', token({ ...A, iss: 'https://b.example' }), 'rejected 401 Jwt issuer is not configured'],
     ['unknown kid', new SignJWT({ iss: A.iss, sub: 'x', aud: 'httpbin' }).setProtectedHeader({ alg: 'ES256', kid: 'zz' }).sign(A.keys[0]!.privateKey), "rejected 401 Jwks doesn't have key to match kid or alg from Jwt"],
     ['malformed', 'a.b', 'rejected 401 Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections'],
+    // Envoy's order: times and audiences are checked before the signature, so a forged token says what is wrong
+    // with its claims, and costs no signature check.
+    ['forged and expired', token(other, { exp: NOW - 3600 }), 'rejected 401 Jwt is expired'],
+    ['forged for another audience', token(other, { aud: 'other' }), 'rejected 403 Audiences in Jwt are not allowed'],
+    // Token shapes jwt_verify_lib refuses, each validly signed: before, some were verified (200) and some got 403.
+    ['kid not a string', signedByHand(A, { kid: 1 }, {}), 'rejected 401 Jwt header [kid] field is not a string'],
+    ['alg missing', signedByHand(A, { alg: undefined }, {}), 'rejected 401 Jwt header [alg] field is required and must be a string'],
+    ['iss not a string', signedByHand(A, {}, { iss: 1 }), 'rejected 401 Jwt payload [iss] field is not a string'],
+    ['sub not a string', signedByHand(A, {}, { sub: { id: 'alice' } }), 'rejected 401 Jwt payload [sub] field is not a string'],
+    ['jti not a string', signedByHand(A, {}, { jti: 5 }), 'rejected 401 Jwt payload [jti] field is not a string'],
+    ['iat a string', signedByHand(A, {}, { iat: 'today' }), 'rejected 401 Jwt payload [iat] field is not an integer'],
+    ['iat negative', signedByHand(A, {}, { iat: -1 }), 'rejected 401 Jwt payload [iat] field is not a positive 64 bit integer'],
+    ['nbf a string', signedByHand(A, {}, { nbf: 'now' }), 'rejected 401 Jwt payload [nbf] field is not an integer'],
+    ['nbf negative', signedByHand(A, {}, { nbf: -1 }), 'rejected 401 Jwt payload [nbf] field is not a positive 64 bit integer'],
+    ['exp a string', signedByHand(A, {}, { exp: String(NOW + 60) }), 'rejected 401 Jwt payload [exp] field is not an integer'],
+    ['exp beyond uint64', signedByHand(A, {}, { exp: 1e20 }), 'rejected 401 Jwt payload [exp] field is not a positive 64 bit integer'],
+    ['exp negative', signedByHand(A, {}, { exp: -60 }), 'rejected 401 Jwt payload [exp] field is not a positive 64 bit integer'],
+    ['aud a list with a number', signedByHand(A, {}, { aud: ['httpbin', 1] }), 'rejected 401 Jwt payload [aud] field is not a string or string list'],
+    ['aud a number', signedByHand(A, {}, { aud: 1 }), 'rejected 401 Jwt payload [aud] field is not a string or string list'],
+    ['fractional exp (Envoy drops the fraction)', signedByHand(A, {}, { exp: NOW + 60.5 }), 'verified'],
   ];
   for (const [name, t, want] of rows) {
     const tok = await t;
-    const sync = new JwtAuthenticator({ keysFor: () => ({ keys: spy }) }).authenticate(found(tok), [ref]);
-    const async = await new JwtAuthenticator({ keysFor: () => ({ keys: spy }) }).authenticateAsync(found(tok), [ref]);
+    const sync = new JwtAuthenticator({ keysFor: () => ({ keys: spy }), now: clock }).authenticate(found(tok), [ref]);
+    const async = await new JwtAuthenticator({ keysFor: () => ({ keys: spy }), now: clock }).authenticateAsync(found(tok), [ref]);
     const text = (o: typeof sync) => (o.kind === 'rejected' ? `rejected ${o.status} ${o.reason}` : o.kind);
     assert.equal(text(sync), want, name);
     assert.deepEqual(async, sync, name);
   }
   // Admission on the second verification: a token verified on the threadpool, then synchronously (what a proxy's
   // decide runs), is then served from the cache, with the same request.auth view.
-  const shared = new JwtAuthenticator({ keysFor: () => ({ keys: spy }) });
+  const shared = new JwtAuthenticator({ keysFor: () => ({ keys: spy }), now: clock });
   const t = await token(A, { sub: 'carol' });
   checks = 0;
   const first = await shared.authenticateAsync(found(t), [ref]);
@@ -281,7 +367,7 @@ test('authenticateAsync (signatures on the threadpool) gives the same outcome as
   assert.equal(shared.verifiedPayload(t)?.['sub'], 'carol');
   assert.equal(shared.verifiedPayload(await token(A, { sub: 'dave' })), undefined);
   // A flood of one-off tokens larger than the cache does not push out a token that is repeated.
-  const small = new JwtAuthenticator({ keysFor: () => ({ keys: spy }), cacheSize: 8 });
+  const small = new JwtAuthenticator({ keysFor: () => ({ keys: spy }), cacheSize: 8, now: clock });
   small.authenticate(found(t), [ref]);
   small.authenticate(found(t), [ref]);
   for (let i = 0; i < 40; i++) assert.equal(small.authenticate(found(await token(A, { sub: `one-off-${i}` })), [ref]).kind, 'verified');

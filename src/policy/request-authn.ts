@@ -63,25 +63,63 @@ export interface JwtVerifier {
   authenticate(tokens: readonly FoundToken[], allRules: readonly JwtRuleRef[]): JwtOutcome;
 }
 
-function cookieValue(header: string, name: string): string | undefined {
-  for (const part of header.split(';')) {
+/**
+ * Every value of a cookie: a request may carry the same name twice (two Cookie headers, or twice in one), and each
+ * copy is a token to check. Quotes around a value are dropped, as Envoy's cookie parser does.
+ */
+function cookieValues(header: string, name: string): string[] {
+  const out: string[] = [];
+  for (const part of header.split(/[;,]/)) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      let v = part.slice(eq + 1).trim();
+      if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+      out.push(v);
+    }
   }
-  return undefined;
+  return out;
 }
 
+/** RFC 4648 §5 base64url plus the dot: the characters a compact JWS is made of (Envoy's extractor alphabet). */
+const TOKEN_CHAR = /[A-Za-z0-9_.-]/;
+const NOT_TOKEN_CHAR = /[^A-Za-z0-9_.-]/;
+
+/**
+ * The token in a header value after `prefix`, as Envoy's extractor takes it (jwt_authn extractor.cc extractJWT):
+ * undefined when the prefix is nowhere in the value (no token at this location); else the first run of token
+ * characters after the prefix, or, when there is none, the whole value (which then fails as malformed: "Bearer "
+ * with nothing after it is a bad token, not a missing one).
+ */
 function afterPrefix(value: string, prefix: string): string | undefined {
   const at = value.indexOf(prefix);
   if (at < 0) return undefined;
-  const rest = value.slice(at + prefix.length).trim();
-  // Envoy takes the token up to the next comma or space (a Bearer value may be followed by other schemes).
-  const end = rest.search(/[ ,]/);
-  const token = end < 0 ? rest : rest.slice(0, end);
-  return token === '' ? undefined : token;
+  const rest = value.slice(at + prefix.length);
+  const start = rest.search(TOKEN_CHAR);
+  if (start < 0) return value;
+  const tail = rest.slice(start);
+  const end = tail.search(NOT_TOKEN_CHAR);
+  return end < 0 ? tail : tail.slice(0, end);
 }
 
-const NO_PARAMS: Pick<URLSearchParams, 'get'> = { get: () => null };
+/**
+ * Each line of a header as sent. The prepared view joins repeated headers with "," (as Envoy does for matching);
+ * token locations must see every copy, since Envoy's extractor takes each value of a header as a token of its own
+ * and every token must verify: two Authorization headers can never lend a bad token the standing of a good one.
+ */
+function headerCopies(r: PreparedRequest, name: string): readonly string[] {
+  const raw = r.raw.http?.headers;
+  if (raw === undefined) return [];
+  const out: string[] = [];
+  for (const k in raw) {
+    if (k.toLowerCase() !== name) continue;
+    const v = raw[k]!;
+    if (typeof v === 'string') out.push(v);
+    else out.push(...(v as readonly string[]));
+  }
+  return out;
+}
+
+const NO_PARAMS: Pick<URLSearchParams, 'getAll'> = { getAll: () => [] };
 
 /**
  * The last extraction per prepared request: deciding extracts the tokens, and a proxy forwarding the allowed
@@ -95,12 +133,19 @@ export function extractTokens(rules: readonly JwtRuleRef[], r: PreparedRequest):
   if (h === undefined) return [];
   const last = lastExtraction.get(r);
   if (last !== undefined && last.rules === rules) return last.found;
-  const found = extractTokensOnce(rules, h);
+  const found = extractTokensOnce(rules, r, h);
   lastExtraction.set(r, { rules, found });
   return found;
 }
 
-function extractTokensOnce(rules: readonly JwtRuleRef[], h: NonNullable<PreparedRequest['http']>): FoundToken[] {
+/**
+ * Each copy of a location is a token: every value of a repeated header (as Envoy), every value of a repeated query
+ * parameter and every cookie of the name. Envoy reads only the first value of a parameter or cookie and forwards the
+ * others unchecked to the app, which may well read another copy; here every copy must verify, so a request with a
+ * second, bad copy gets 401 (a deliberate, stricter choice; docs/jwt.md). A location present with an empty value
+ * is a token too (it fails as malformed), as in Envoy, except for an empty cookie.
+ */
+function extractTokensOnce(rules: readonly JwtRuleRef[], r: PreparedRequest, h: NonNullable<PreparedRequest['http']>): FoundToken[] {
   const byToken = new Map<string, { locations: string[]; sources: TokenSource[]; rules: JwtRuleRef[] }>();
   const add = (token: string, location: string, ref: JwtRuleRef, kind: TokenSource['kind'], name: string): void => {
     let e = byToken.get(token);
@@ -109,34 +154,42 @@ function extractTokensOnce(rules: readonly JwtRuleRef[], h: NonNullable<Prepared
     e.sources.push({ kind, name, rule: ref });
     if (!e.rules.includes(ref)) e.rules.push(ref);
   };
+  const fromHeader = (name: string, prefix: string | undefined, location: string, ref: JwtRuleRef): void => {
+    // Most requests lack the header: the joined view says so without looking at the raw lines.
+    if (h.headers[name] === undefined) return;
+    for (const v of headerCopies(r, name)) {
+      if (prefix === undefined || prefix === '') {
+        add(v, location, ref, 'header', name);
+        continue;
+      }
+      // "Bearer A, Bearer B" in one line is what any proxy may make of two lines (RFC 9110 §5.3), and an app may
+      // read either: each element is a copy. A token never holds a comma, so a single token is unaffected.
+      for (const element of v.includes(',') ? v.split(',') : [v]) {
+        const t = afterPrefix(element, prefix);
+        if (t !== undefined) add(t, location, ref, 'header', name);
+      }
+    }
+  };
   // Most requests have no query: skip building URLSearchParams for them (it was most of this function's cost).
   const params = h.query === '' || h.query === '?' ? NO_PARAMS : new URLSearchParams(h.query.startsWith('?') ? h.query.slice(1) : h.query);
+  const cookies = h.headers['cookie'];
   for (const ref of rules) {
     const rule = ref.rule;
     const custom = (rule.fromHeaders?.length ?? 0) + (rule.fromParams?.length ?? 0) + (rule.fromCookies?.length ?? 0) > 0;
     if (!custom) {
-      const auth = h.headers['authorization'];
-      const t = auth === undefined ? undefined : afterPrefix(auth, 'Bearer ');
-      if (t !== undefined) add(t, 'header authorization (Bearer)', ref, 'header', 'authorization');
-      const q = params.get('access_token');
-      if (q !== null && q !== '') add(q, 'query parameter access_token', ref, 'param', 'access_token');
+      fromHeader('authorization', 'Bearer ', 'header authorization (Bearer)', ref);
+      for (const q of params.getAll('access_token')) add(q, 'query parameter access_token', ref, 'param', 'access_token');
       continue;
     }
     for (const fh of rule.fromHeaders ?? []) {
-      const v = h.headers[fh.name.toLowerCase()];
-      if (v === undefined) continue;
-      const t = fh.prefix === undefined || fh.prefix === '' ? v.trim() : afterPrefix(v, fh.prefix);
-      if (t !== undefined && t !== '') add(t, `header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`, ref, 'header', fh.name.toLowerCase());
+      fromHeader(fh.name.toLowerCase(), fh.prefix, `header ${fh.name}${fh.prefix === undefined ? '' : ` (prefix "${fh.prefix}")`}`, ref);
     }
     for (const p of rule.fromParams ?? []) {
-      const q = params.get(p);
-      if (q !== null && q !== '') add(q, `query parameter ${p}`, ref, 'param', p);
+      for (const q of params.getAll(p)) add(q, `query parameter ${p}`, ref, 'param', p);
     }
-    const cookies = h.headers['cookie'];
     if (cookies !== undefined) {
       for (const c of rule.fromCookies ?? []) {
-        const v = cookieValue(cookies, c);
-        if (v !== undefined && v !== '') add(v, `cookie ${c}`, ref, 'cookie', c);
+        for (const v of cookieValues(cookies, c)) if (v !== '') add(v, `cookie ${c}`, ref, 'cookie', c);
       }
     }
   }

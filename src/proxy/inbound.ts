@@ -579,13 +579,20 @@ export class InboundListener {
       refuse(431, 'Request Header Fields Too Large', `${raw.length / 2} headers (at most ${this.#limits.maxHeaders})`);
       return;
     }
-    // Lower-cased names, repeated headers joined with "," as Envoy does.
+    // Lower-cased names, repeated headers joined with "," as Envoy does; the engine also gets each copy of a
+    // repeated header (token locations take every copy as a token of its own).
     const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    let copies: Record<string, string[]> | undefined;
     let hosts = 0;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
       const prev = headers[name];
-      headers[name] = prev === undefined ? raw[i + 1]! : `${prev},${raw[i + 1]!}`;
+      if (prev === undefined) headers[name] = raw[i + 1]!;
+      else {
+        headers[name] = `${prev},${raw[i + 1]!}`;
+        copies ??= Object.create(null) as Record<string, string[]>;
+        (copies[name] ??= [prev]).push(raw[i + 1]!);
+      }
       if (name === 'host') hosts++;
     }
     const authority = headers['host'];
@@ -598,7 +605,7 @@ export class InboundListener {
       refuse(400, 'Bad Request', 'CONNECT is not accepted on an inbound port', authority);
       return;
     }
-    const { ctx, d } = this.#decideHttp(info, start, head.method, authority, head.url, headers, headers['x-request-id']);
+    const { ctx, d } = this.#decideHttp(info, start, head.method, authority, head.url, copies === undefined ? headers : { ...headers, ...copies }, headers['x-request-id']);
     this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: nodeHeaders(raw) }),
       (final, upstreamExtra, downstreamExtra) => this.#finishH1(ex, ctx, final, upstreamExtra, downstreamExtra),
       (denied, answer, reason, debug) => {

@@ -38,7 +38,7 @@ export function httpRequest(over: {
   method?: string;
   path?: string;
   host?: string;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
   auth?: unknown;
   remoteIp?: string;
   sni?: string;
