@@ -539,6 +539,32 @@ const ERRORS: readonly Row[] = [
     text: ra(['jwtRules:', '- issuer: i', `  jwksUri: https://example.com/${'a'.repeat(2030)}`]),
     code: 'ERR_JWT_JWKS_URI_TOO_LONG', path: 'spec.jwtRules[0].jwksUri', line: 7, message: 'at most 2048',
   },
+  // Keys are never fetched from link-local or metadata addresses (stricter than istiod: server-side request forgery).
+  {
+    name: 'jwksUri at the cloud metadata address',
+    text: ra(['jwtRules:', '- issuer: i', '  jwksUri: http://169.254.169.254/latest/meta-data/iam/security-credentials/']),
+    code: 'ERR_JWT_JWKS_URI_FORBIDDEN', path: 'spec.jwtRules[0].jwksUri', line: 7, message: 'link-local address (169.254.0.0/16',
+  },
+  {
+    name: 'jwksUri at 169.254.169.254 written as one decimal number',
+    text: ra(['jwtRules:', '- issuer: i', '  jwksUri: http://2852039166/keys']),
+    code: 'ERR_JWT_JWKS_URI_FORBIDDEN', path: 'spec.jwtRules[0].jwksUri', line: 7, message: '169.254.169.254 is a link-local address',
+  },
+  {
+    name: 'jwksUri at an IPv6 link-local address',
+    text: ra(['jwtRules:', '- issuer: i', '  jwksUri: "https://[fe80::a9fe:a9fe]/keys"']),
+    code: 'ERR_JWT_JWKS_URI_FORBIDDEN', path: 'spec.jwtRules[0].jwksUri', line: 7, message: 'fe80::/10',
+  },
+  {
+    name: 'jwksUri at a metadata host name',
+    text: ra(['jwtRules:', '- issuer: i', '  jwksUri: http://metadata.google.internal/computeMetadata/v1/']),
+    code: 'ERR_JWT_JWKS_URI_FORBIDDEN', path: 'spec.jwtRules[0].jwksUri', line: 7, message: 'metadata.google.internal is a cloud metadata service',
+  },
+  {
+    name: 'issuer at a metadata address with neither jwks nor jwksUri (OIDC discovery would fetch there)',
+    text: ra(['jwtRules:', '- issuer: "http://169.254.169.254"']),
+    code: 'ERR_JWT_ISSUER_FORBIDDEN', path: 'spec.jwtRules[0].issuer', line: 6, message: 'openid-configuration, which is never fetched',
+  },
   {
     name: 'jwks and jwksUri together (CRD)',
     text: ra(['jwtRules:', '- issuer: i', '  jwksUri: https://example.com/jwks.json', `  jwks: '{"keys": []}'`]),
@@ -662,6 +688,16 @@ const WARNINGS: readonly Row[] = [
     name: 'jwksUri over plain http (Istio accepts it; the keys can be swapped in transit)',
     text: ra(['jwtRules:', '- issuer: i', '  jwksUri: http://jwks.example.com/keys']),
     code: 'WARN_JWKS_URI_PLAINTEXT', path: 'spec.jwtRules[0].jwksUri', line: 7, message: 'plain http',
+  },
+  {
+    name: 'inline jwks with an RSA exponent of 1 (the key set skips it)',
+    text: ra(['jwtRules:', '- issuer: i', `  jwks: '{"keys":[{"kty":"RSA","n":"${'q'.repeat(342)}","e":"AQ"}]}'`]),
+    code: 'WARN_JWT_JWKS_KEY_UNUSABLE', path: 'spec.jwtRules[0].jwks', line: 7, message: 'exponent is 1 (smaller than 3',
+  },
+  {
+    name: 'inline jwks with an even RSA exponent',
+    text: ra(['jwtRules:', '- issuer: i', `  jwks: '{"keys":[{"kty":"RSA","n":"${'q'.repeat(342)}","e":"AQAA"}]}'`]),
+    code: 'WARN_JWT_JWKS_KEY_UNUSABLE', path: 'spec.jwtRules[0].jwks', line: 7, message: 'exponent is 65536, an even number',
   },
   {
     name: 'AuthorizationPolicy selector without labels (validateWorkloadSelector)',

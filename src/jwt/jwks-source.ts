@@ -1,12 +1,16 @@
+import { RampartError } from '../errors.ts';
+import { forbiddenUrl } from '../match/fetch-target.ts';
 import { KeySet, JwksError } from './key-set.ts';
 import type { KeySetState } from './authenticator.ts';
+import { fetchKeyDocument, type KeyFetcher, type Resolver } from './key-fetch.ts';
 
 /**
  * A remote JWKS kept fresh: fetched with a timeout, refreshed in the background (istiod's default: every 20
  * minutes), refetched early when a token names a kid the set lacks (rate-limited, so key rotation at the issuer
  * just works without letting tokens drive a fetch storm), and — when fetching fails — the last good set kept until
- * it is stale. Without any good set, tokens fail closed (401 "Jwks remote fetch is failed"). This is the I/O edge
- * of the jwt/ module: it owns fetch and timers, nothing else does.
+ * it is stale. Without any good set, tokens fail closed (401 "Jwks remote fetch is failed"). Fetches never reach a
+ * link-local or metadata address (key-fetch.ts): such a URL, redirect or DNS answer is a failed fetch, and the last
+ * good set stays. This is the I/O edge of the jwt/ module: it owns fetching and timers, nothing else does.
  */
 
 export interface JwksSourceOptions {
@@ -19,7 +23,9 @@ export interface JwksSourceOptions {
   readonly staleAfterMs?: number;
   /** At most one unknown-kid refetch per this interval. */
   readonly minRefetchMs?: number;
-  readonly fetch?: typeof globalThis.fetch;
+  readonly fetch?: KeyFetcher;
+  /** Name resolution for the fetch (tests); every address it gives is checked. */
+  readonly resolve?: Resolver;
   readonly now?: () => number;
   /** Fetch failures and recoveries, for logs and metrics. */
   readonly onEvent?: (event: JwksEvent) => void;
@@ -38,9 +44,11 @@ export interface JwksSourceStats {
 
 /** What went wrong with a fetch, in a few words. */
 export function describeFetchError(err: unknown, timeoutMs: number): string {
-  const e = err as Error;
-  if (e.name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
-  // fetch reports a refused connection as a bare TypeError; its cause says what happened.
+  const e = err as Error & { code?: unknown };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return `no answer within ${timeoutMs} ms`;
+  // Our own errors say it all; a socket error's code says what happened (ECONNREFUSED, ENOTFOUND, a TLS failure).
+  if (err instanceof RampartError) return e.message;
+  if (typeof e.code === 'string') return e.code === 'ENOTFOUND' ? `ENOTFOUND (no address for ${(e as { hostname?: string }).hostname ?? 'the host'})` : `${e.code}${/^[A-Z_]+$/.test(e.message) ? '' : ` (${e.message})`}`;
   const cause = e.cause as { code?: string; message?: string } | undefined;
   return cause?.code ?? cause?.message ?? e.message;
 }
@@ -51,7 +59,8 @@ export class JwksSource {
   readonly #refreshMs: number;
   readonly #staleAfterMs: number;
   readonly #minRefetchMs: number;
-  readonly #fetch: typeof globalThis.fetch;
+  readonly #fetch: KeyFetcher;
+  readonly #resolve: Resolver | undefined;
   readonly #now: () => number;
   readonly #onEvent: ((e: JwksEvent) => void) | undefined;
   #keys: KeySet | undefined;
@@ -66,12 +75,15 @@ export class JwksSource {
   constructor(options: JwksSourceOptions) {
     const url = new URL(options.uri);
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new JwksError(`jwksUri ${options.uri}: only http and https are fetched`);
+    const forbidden = forbiddenUrl(options.uri);
+    if (forbidden !== undefined) throw new JwksError(`jwksUri ${options.uri}: refused: ${forbidden}`);
     this.uri = options.uri;
     this.#timeoutMs = options.timeoutMs ?? 5_000;
     this.#refreshMs = options.refreshMs ?? 20 * 60_000;
     this.#staleAfterMs = options.staleAfterMs ?? 24 * 3_600_000;
     this.#minRefetchMs = options.minRefetchMs ?? 30_000;
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#fetch = options.fetch ?? fetchKeyDocument;
+    this.#resolve = options.resolve;
     this.#now = options.now ?? Date.now;
     this.#onEvent = options.onEvent;
   }
@@ -126,10 +138,9 @@ export class JwksSource {
     this.#lastAttempt = this.#now();
     this.#fetches++;
     try {
-      const res = await this.#fetch(this.uri, { signal: AbortSignal.timeout(this.#timeoutMs), headers: { accept: 'application/json' }, redirect: 'follow' });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const text = await res.text();
-      if (text.length > 1 << 20) throw new Error('the document is larger than 1 MiB');
+      const res = await this.#fetch(this.uri, { timeoutMs: this.#timeoutMs, ...(this.#resolve === undefined ? {} : { resolve: this.#resolve }) });
+      if (res.status < 200 || res.status > 299) throw new Error(`HTTP ${res.status}`);
+      const text = res.body;
       const keys = await KeySet.fromJwks(text, this.uri);
       this.#keys = keys;
       this.#fetchedAt = this.#now();

@@ -4,6 +4,8 @@ import { parseGoDuration } from '../resources/go-duration.ts';
 import type { KeySetState } from './authenticator.ts';
 import { JwksError, KeySet } from './key-set.ts';
 import { describeFetchError, JwksSource, type JwksEvent } from './jwks-source.ts';
+import { fetchKeyDocument, type KeyFetcher, type Resolver } from './key-fetch.ts';
+import { forbiddenUrl } from '../match/fetch-target.ts';
 
 /**
  * Keys for every jwtRule of a configuration: inline `jwks` parsed once, `jwksUri` fetched and kept fresh by a
@@ -15,7 +17,9 @@ import { describeFetchError, JwksSource, type JwksEvent } from './jwks-source.ts
 export interface KeyRegistryOptions {
   /** Issuer → JWKS JSON used instead of whatever the rule says. */
   readonly overrides?: ReadonlyMap<string, string>;
-  readonly fetch?: typeof globalThis.fetch;
+  readonly fetch?: KeyFetcher;
+  /** Name resolution for fetches (tests); every address it gives is checked. */
+  readonly resolve?: Resolver;
   readonly now?: () => number;
   readonly refreshMs?: number;
   readonly minRefetchMs?: number;
@@ -43,13 +47,14 @@ export class KeyRegistry {
   static async create(policies: readonly RequestAuthentication[], options: KeyRegistryOptions = {}): Promise<KeyRegistry> {
     const entries = new Map<JwtRule, Entry>();
     const sources = new Map<string, JwksSource>();
-    const fetchImpl = options.fetch ?? globalThis.fetch;
+    const fetchImpl = options.fetch ?? fetchKeyDocument;
     const source = (uri: string, rule: JwtRule): JwksSource => {
       const key = `${timeoutOf(rule)} ${uri}`;
       let s = sources.get(key);
       if (s === undefined) {
         s = new JwksSource({
           uri, timeoutMs: timeoutOf(rule), fetch: fetchImpl,
+          ...(options.resolve === undefined ? {} : { resolve: options.resolve }),
           ...(options.now === undefined ? {} : { now: options.now }),
           ...(options.refreshMs === undefined ? {} : { refreshMs: options.refreshMs }),
           ...(options.minRefetchMs === undefined ? {} : { minRefetchMs: options.minRefetchMs }),
@@ -70,7 +75,7 @@ export class KeyRegistry {
           } else if (rule.jwksUri !== undefined && rule.jwksUri !== '') {
             entries.set(rule, { source: source(rule.jwksUri, rule) });
           } else if (rule.issuer !== undefined && rule.issuer !== '') {
-            const uri = await discover(rule.issuer, fetchImpl, timeoutOf(rule));
+            const uri = await discover(rule.issuer, fetchImpl, timeoutOf(rule), options.resolve);
             entries.set(rule, uri.startsWith('error: ') ? { state: { unavailable: uri.slice(7) } } : { source: source(uri, rule) });
           } else {
             entries.set(rule, { state: { unavailable: 'the rule has neither issuer, jwks nor jwksUri' } });
@@ -106,16 +111,18 @@ export class KeyRegistry {
   }
 }
 
-/** OIDC discovery: the issuer's `jwks_uri`, or "error: <reason>". */
-async function discover(issuer: string, fetchImpl: typeof globalThis.fetch, timeoutMs: number): Promise<string> {
+/** OIDC discovery: the issuer's `jwks_uri`, or "error: <reason>". Neither may point at a metadata address. */
+async function discover(issuer: string, fetchImpl: KeyFetcher, timeoutMs: number, resolve: Resolver | undefined): Promise<string> {
   const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
   try {
-    const res = await fetchImpl(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
-    if (!res.ok) return `error: OIDC discovery ${url}: HTTP ${res.status}`;
-    const doc = (await res.json()) as { jwks_uri?: unknown };
+    const res = await fetchImpl(url, { timeoutMs, ...(resolve === undefined ? {} : { resolve }) });
+    if (res.status < 200 || res.status > 299) return `error: OIDC discovery ${url}: HTTP ${res.status}`;
+    const doc = JSON.parse(res.body) as { jwks_uri?: unknown };
     if (typeof doc.jwks_uri !== 'string') return `error: OIDC discovery ${url}: no jwks_uri`;
+    const forbidden = forbiddenUrl(doc.jwks_uri);
+    if (forbidden !== undefined) return `error: OIDC discovery ${url}: jwks_uri ${doc.jwks_uri} refused: ${forbidden}`;
     return doc.jwks_uri;
   } catch (err) {
-    return `error: OIDC discovery ${url}: ${describeFetchError(err, timeoutMs)}`;
+    return `error: OIDC discovery ${url}: ${err instanceof SyntaxError ? `not JSON (${err.message})` : describeFetchError(err, timeoutMs)}`;
   }
 }

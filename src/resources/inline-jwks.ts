@@ -78,6 +78,23 @@ export function inspectInlineJwks(text: string): JwksProblem[] {
         message: `jwks key #${i} contains private key material (${secret.map((m) => `"${m}"`).join(', ')}); only the public key is needed to verify tokens, remove the private members`,
       });
     }
+    if (kty === 'RSA' && typeof key['e'] === 'string') {
+      const why = weakRsaExponent(key['e']);
+      if (why !== undefined) {
+        problems.push({ severity: 'warning', code: 'WARN_JWT_JWKS_KEY_UNUSABLE', message: `jwks key #${i} is never used to verify: its RSA public exponent ${why}` });
+      }
+    }
   });
   return problems;
+}
+
+/** The reason the sidecar's key set skips an RSA exponent (jwt/key-set.ts, BoringSSL's limits), or undefined. */
+function weakRsaExponent(e: string): string | undefined {
+  const bytes = Buffer.from(e, 'base64url');
+  let value = 0n;
+  for (const b of bytes) value = (value << 8n) | BigInt(b);
+  if (value < 3n) return `is ${value} (smaller than 3: with e = 1 any forged signature verifies)`;
+  if (value % 2n === 0n) return `is ${value}, an even number`;
+  if (value >= 1n << 33n) return `has ${value.toString(2).length} bits (at most 33)`;
+  return undefined;
 }

@@ -1,4 +1,5 @@
 import type { PathSegment } from './diagnostic.ts';
+import { forbiddenHost } from '../match/fetch-target.ts';
 import { NANOS_PER_MILLISECOND, parseGoDuration } from './go-duration.ts';
 import { inspectInlineJwks } from './inline-jwks.ts';
 import type { Reporter } from './report.ts';
@@ -41,6 +42,8 @@ function validateJwtRule(r: Reporter, rule: JwtRule, path: Path): void {
   }
 
   if (rule.jwksUri !== undefined && (issuer !== '' || jwksUri !== '')) checkJwksUri(r, rule.jwksUri, [...path, 'jwksUri']);
+  // Without jwks or jwksUri the keys are found by OIDC discovery under the issuer: that is a fetch too.
+  if (issuer !== '' && jwksUri === '' && (rule.jwks ?? '') === '') checkDiscoveryIssuer(r, issuer, [...path, 'issuer']);
   if (rule.jwks !== undefined && rule.jwksUri !== undefined) {
     r.error([...path, 'jwks'], 'ERR_JWT_JWKS_EXCLUSIVE', 'only one of jwks and jwksUri may be set');
   }
@@ -101,10 +104,30 @@ function checkJwksUri(r: Reporter, uri: string, path: Path): void {
     return invalid('is not a valid URL');
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return invalid(`has scheme "${url.protocol.replace(/:$/, '')}"`);
+  const forbidden = forbiddenHost(url.hostname);
+  if (forbidden !== undefined) {
+    r.error(path, 'ERR_JWT_JWKS_URI_FORBIDDEN', `jwksUri "${uri}" is never fetched: ${forbidden}; keys are not read from link-local or metadata addresses`);
+    return;
+  }
   // Istio accepts plain http; keys fetched over it can be swapped in transit, so say so (loopback excepted).
   const loopback = url.hostname === 'localhost' || url.hostname === '[::1]' || url.hostname.startsWith('127.');
   if (url.protocol === 'http:' && !loopback) {
     r.warn(path, 'WARN_JWKS_URI_PLAINTEXT', `jwksUri "${uri}" is plain http: anyone on the path can replace the keys and mint accepted tokens; use https`);
+  }
+}
+
+/** The issuer URL that OIDC discovery would fetch from must not be a link-local or metadata address either. */
+function checkDiscoveryIssuer(r: Reporter, issuer: string, path: Path): void {
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    return;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return;
+  const forbidden = forbiddenHost(url.hostname);
+  if (forbidden !== undefined) {
+    r.error(path, 'ERR_JWT_ISSUER_FORBIDDEN', `issuer "${issuer}" has neither jwks nor jwksUri, so its keys would be discovered at ${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration, which is never fetched: ${forbidden}; set jwks or a jwksUri elsewhere`);
   }
 }
 
