@@ -1,12 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
+import tls from 'node:tls';
 import { join } from 'node:path';
 import { SignJWT, type JWK } from 'jose';
 import { writeCaDir } from '../../src/io/ca-dir.ts';
@@ -203,6 +204,53 @@ test('mTLS from another service account: 403 RBAC without a token, 200 with a va
   const wrongAud = await mtls(otherSvid, '/headers', { authorization: `Bearer ${await token({ aud: 'other' })}` });
   assert.equal(wrongAud.status, 403);
   assert.equal(wrongAud.body, 'Audiences in Jwt are not allowed');
+});
+
+/** One request as raw bytes over mTLS, so that header lines can be repeated exactly as an attacker sends them. */
+function mtlsRaw(svid: Svid, head: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({ host: HOST, port: 8000, key: svid.keyPem, cert: svid.chainPem, ca: ca.trustBundle.pem, checkServerIdentity: () => undefined }, () => {
+      sock.write(`${head}connection: close\r\n\r\n`);
+    });
+    let text = '';
+    sock.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    sock.on('end', () => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+      resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4) });
+    });
+    sock.on('error', reject);
+  });
+}
+
+test('tokens on the wire: a second Authorization line is verified too, and a token Envoy finds malformed is 401 with its text', async () => {
+  const good = await token();
+  const forged = `${good.slice(0, good.lastIndexOf('.'))}.${Buffer.alloc(64, 7).toString('base64url')}`;
+  const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const shaped = (header: Record<string, unknown>, claims: Record<string, unknown>): string => {
+    const input = `${b64({ alg: 'ES256', kid: 'k1', ...header })}.${b64({ iss: ISS, sub: 'alice', aud: 'httpbin', exp: NOW + 3600, ...claims })}`;
+    return `${input}.${cryptoSign('sha256', Buffer.from(input), { key: signKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+  };
+  const req = (...auth: string[]): string => `GET /headers HTTP/1.1\r\nhost: httpbin.default:8000\r\n${auth.map((a) => `authorization: Bearer ${a}\r\n`).join('')}`;
+  const rows: Array<[string, string, number, string | undefined]> = [
+    ['a good token, then a forged one on a second line', req(good, forged), 401, 'Jwt verification fails'],
+    ['a forged token, then a good one', req(forged, good), 401, 'Jwt verification fails'],
+    ['a validly signed token whose kid is a number', req(shaped({ kid: 7 }, {})), 401, 'Jwt header [kid] field is not a string'],
+    ['a validly signed token whose exp is beyond uint64', req(shaped({}, { exp: 1e20 })), 401, 'Jwt payload [exp] field is not a positive 64 bit integer'],
+    ['a validly signed token whose aud list holds a number', req(shaped({}, { aud: ['httpbin', 1] })), 401, 'Jwt payload [aud] field is not a string or string list'],
+  ];
+  for (const [name, head, status, body] of rows) {
+    const before = seenByApp.length;
+    const r = await mtlsRaw(otherSvid, head);
+    assert.equal(r.status, status, `${name}: ${r.body}`);
+    if (body !== undefined) assert.equal(r.body, body, name);
+    assert.equal(seenByApp.length, before, `${name}: nothing reached the app`);
+  }
+  // The same good token on two lines is one token: allowed, and neither line reaches the app.
+  const before = seenByApp.length;
+  const twice = await mtlsRaw(otherSvid, req(good, good));
+  assert.equal(twice.status, 200, twice.body);
+  assert.equal(seenByApp.length, before + 1);
+  assert.equal(seenByApp.at(-1)!.headers['authorization'], undefined);
 });
 
 test('DENY before ALLOW: /admin is refused even to the allowed service account; paths are normalized first', async () => {
