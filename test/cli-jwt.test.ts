@@ -102,8 +102,10 @@ test('check fetches a jwksUri over HTTPS (a real TLS server on 127.0.0.1, truste
   const leaf = await forgeLeaf({ issuer: ca.material, uris: [], dnsNames: ['localhost'] });
   const rootFile = join(dir, 'jwks-root.pem');
   writeFileSync(rootFile, ca.trustBundle.pem);
-  const server = https.createServer({ key: leaf.keyPem, cert: leaf.chainPem }, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' }).end(readFileSync(JWKS));
+  const server = https.createServer({ key: leaf.keyPem, cert: leaf.chainPem }, (req, res) => {
+    // A redirect from https to plain http (where the keys could be swapped in transit) is never followed.
+    if (req.url === '/downgrade') res.writeHead(302, { location: `http://localhost:${(server.address() as AddressInfo).port}/jwks.json` }).end();
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(readFileSync(JWKS));
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -123,6 +125,10 @@ test('check fetches a jwksUri over HTTPS (a real TLS server on 127.0.0.1, truste
     assert.equal(JSON.parse(untrusted.stdout).status, 401, untrusted.stdout);
     assert.match(JSON.parse(untrusted.stdout).reason, /Jwks remote fetch is failed/);
     assert.match(untrusted.stderr, /could not be fetched: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)/, untrusted.stderr);
+    writeFileSync(policies, readFileSync(policies, 'utf8').replace('/jwks.json', '/downgrade'));
+    const downgraded = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json'], env);
+    assert.equal(JSON.parse(downgraded.stdout).status, 401, downgraded.stdout);
+    assert.match(downgraded.stderr, /refused: a redirect from https to plain http/, downgraded.stderr);
   } finally {
     server.close();
   }
