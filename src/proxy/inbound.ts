@@ -17,6 +17,7 @@ import { H1Connection, resetReason, type H1Exchange, type LocalReply } from './h
 import { h1ParserAvailable } from './h1-parser.ts';
 import { peek } from './peek.ts';
 import { authorityOf, distinctHeaders, grpcStatusOf, isGrpc, isH2, type AnyRequest, type AnyResponse } from './request-view.ts';
+import { readRequestTarget } from './request-target.ts';
 import { forwardingEdits, payloadOf } from './token-edits.ts';
 import { xfccValue } from './xfcc.ts';
 
@@ -595,18 +596,25 @@ export class InboundListener {
       }
       if (name === 'host') hosts++;
     }
-    const authority = headers['host'];
     // Two Host headers leave the authority ambiguous, and HTTP/1.1 requires one (node:http refuses both too).
     if (hosts !== 1) {
-      refuse(400, 'Bad Request', hosts > 1 ? 'more than one Host header' : 'HTTP/1.1 request without Host', authority);
+      refuse(400, 'Bad Request', hosts > 1 ? 'more than one Host header' : 'HTTP/1.1 request without Host', headers['host']);
       return;
     }
+    // An absolute-form target names the authority: it replaces Host, for the decision and upstream alike.
+    const target = readRequestTarget(head.url);
+    if (!target.ok) {
+      refuse(400, 'Bad Request', target.reason, headers['host']);
+      return;
+    }
+    const authority = target.authority ?? headers['host'];
     if (head.method === 'CONNECT') {
       refuse(400, 'Bad Request', 'CONNECT is not accepted on an inbound port', authority);
       return;
     }
-    const { ctx, d } = this.#decideHttp(info, start, head.method, authority, head.url, copies === undefined ? headers : { ...headers, ...copies }, headers['x-request-id']);
-    this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: nodeHeaders(raw) }),
+    if (target.authority !== undefined) headers['host'] = target.authority;
+    const { ctx, d } = this.#decideHttp(info, start, head.method, authority, target.path, copies === undefined ? headers : { ...headers, ...copies }, headers['x-request-id']);
+    this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: target.authority === undefined ? nodeHeaders(raw) : { ...nodeHeaders(raw), host: target.authority } }),
       (final, upstreamExtra, downstreamExtra) => this.#finishH1(ex, ctx, final, upstreamExtra, downstreamExtra),
       (denied, answer, reason, debug) => {
         ex.reply({ status: answer.status, headers: { ...answer.headers, ...debug }, body: answer.body });
@@ -634,10 +642,16 @@ export class InboundListener {
     const { remove, set } = this.#upstreamEdits(ctx, upstreamExtra);
     let head = `${ctx.method} ${this.#forwardPath(ctx)} HTTP/1.1\r\n`;
     const raw = ex.head.rawHeaders;
+    // The authority decided on is the one the app gets (it differs from Host for an absolute-form target).
+    const hostFromTarget = ctx.authority !== undefined && !ex.head.url.startsWith('/');
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       const lower = name.toLowerCase();
       if (HOP_BY_HOP.has(lower) || lower in set || (remove.length > 0 && remove.includes(lower))) continue;
+      if (hostFromTarget && lower === 'host') {
+        head += `host: ${ctx.authority!}\r\n`;
+        continue;
+      }
       head += `${name}: ${raw[i + 1]!}\r\n`;
     }
     for (const k in set) head += `${k}: ${set[k]!}\r\n`;
@@ -671,13 +685,24 @@ export class InboundListener {
     }
     const headers = req.headers;
     const requestId = typeof headers['x-request-id'] === 'string' ? headers['x-request-id'] : undefined;
-    const authority = authorityOf(req);
+    // HTTP/1.1 only: an absolute-form target names the authority (h2 has :authority and an origin-form :path).
+    const target = isH2(req) ? { ok: true as const, path: req.url ?? '/', authority: undefined } : readRequestTarget(req.url ?? '/');
+    if (!target.ok) {
+      const body = 'Bad Request';
+      res.writeHead(400, { 'content-type': 'text/plain', 'content-length': String(body.length), connection: 'close' }).end(body);
+      res.once('finish', () => req.socket.destroySoon());
+      this.#refusal('http', start, this.#infoOf(req), 400, 'DPE', target.reason, { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', bytesSent: body.length });
+      return;
+    }
+    const authority = target.authority ?? authorityOf(req);
     // Each repeated header as its list, so that the engine joins them with "," as Envoy does (Node's
     // req.headers joins most with ", ").
-    const { ctx, d } = this.#decideHttp(this.#infoOf(req), start, req.method ?? 'GET', authority, req.url ?? '/', distinctHeaders(req), requestId);
+    const distinct = distinctHeaders(req);
+    if (target.authority !== undefined) distinct['host'] = [target.authority];
+    const { ctx, d } = this.#decideHttp(this.#infoOf(req), start, req.method ?? 'GET', authority, target.path, distinct, requestId);
     req.on('data', (c: Buffer) => (ctx.received += c.length));
     if (d.decidedBy === 'custom') req.pause();
-    this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: isH2(req) && authority !== undefined ? { ...headers, host: authority } : headers }),
+    this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: authority !== undefined ? { ...headers, host: authority } : headers }),
       (final, upstreamExtra, downstreamExtra) => this.#finish(req, res, ctx, final, upstreamExtra, downstreamExtra),
       (denied, answer, reason, debug) => {
         this.#log(ctx, denied, answer.status, reason);
@@ -721,7 +746,8 @@ export class InboundListener {
       this.#forwardH2(req, res, ctx, d, out, path, downstreamExtra);
       return;
     }
-    if (isH2(req) && ctx.authority !== undefined) out['host'] = ctx.authority;
+    // h2's :authority, or an absolute-form target's authority, is the Host the app gets.
+    if (ctx.authority !== undefined) out['host'] = ctx.authority;
     const up = http.request({ host: '127.0.0.1', port: this.#o.port.targetPort, method: req.method, path, headers: out, agent: this.#agent });
     up.on('response', (ur) => {
       const rh: http.OutgoingHttpHeaders = { ...downstreamExtra };
@@ -790,7 +816,7 @@ export class InboundListener {
     const te = req.headers['te'];
     const up = this.#h2Session().request({
       ...rest,
-      ':method': req.method ?? 'GET', ':path': path, ':scheme': 'http', ':authority': authorityOf(req) ?? String(host ?? 'localhost'),
+      ':method': req.method ?? 'GET', ':path': path, ':scheme': 'http', ':authority': ctx.authority ?? String(host ?? 'localhost'),
       // gRPC needs "te: trailers"; any other te is hop-by-hop.
       ...(te === 'trailers' ? { te: 'trailers' } : {}),
     });

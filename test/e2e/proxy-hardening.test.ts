@@ -29,8 +29,10 @@ before(async () => {
   });
   const appPort = await listenLocal(app);
   const files = await writeSidecarFiles(dir, `${peerAuthentication('PERMISSIVE')}---
-${denyAdmin(`  # A repeated header is matched as Envoy joins it: "a,b", no space.
-  - when: [{key: "request.headers[x-team]", values: ["a,b"]}]
+${denyAdmin(`  # A header on several lines: each line is matched on its own (Envoy since CVE-2026-26308).
+  - when: [{key: "request.headers[x-team]", values: ["b"]}]
+  # An absolute-form target names the host: this DENY must hold whatever the Host header says.
+  - to: [{operation: {hosts: ["secret.com", "secret.com:*"]}}]
 `)}`, `debugHeaders: true
 workloads:
 - name: httpbin
@@ -76,15 +78,50 @@ for (const row of smuggling) {
   });
 }
 
-test('a repeated header is decided on as Envoy joins it ("a,b")', async () => {
-  const two = await raw('GET /x HTTP/1.1\r\nHost: h\r\nX-Team: a\r\nX-Team: b\r\nConnection: close\r\n\r\n');
-  assert.match(two.text, /^HTTP\/1\.1 403 /);
-  // This mesh enables debug headers: the denial names its request id, layer, policy and rule.
-  assert.match(two.text, /\r\nx-rampart-policy: default\/deny-admin rule 1\r\n/i);
-  assert.match(two.text, /\r\nx-rampart-decided-by: deny\r\n/i);
-  assert.match(two.text, /\r\nx-rampart-request-id: [0-9a-f-]{36}\r\n/i);
+test('a header on several lines: each line is matched, so adding a line cannot escape a DENY', async () => {
+  const before = appSaw.length;
+  for (const lines of ['X-Team: a\r\nX-Team: b', 'X-Team: b\r\nX-Team: a', 'X-Team: a\r\nx-team: b\r\nX-TEAM: c']) {
+    const r = await raw(`GET /x HTTP/1.1\r\nHost: h\r\n${lines}\r\nConnection: close\r\n\r\n`);
+    assert.match(r.text, /^HTTP\/1\.1 403 /, lines);
+    // This mesh enables debug headers: the denial names its request id, layer, policy and rule.
+    assert.match(r.text, /\r\nx-rampart-policy: default\/deny-admin rule 1\r\n/i);
+    assert.match(r.text, /\r\nx-rampart-decided-by: deny\r\n/i);
+    assert.match(r.text, /\r\nx-rampart-request-id: [0-9a-f-]{36}\r\n/i);
+  }
+  assert.equal(appSaw.length, before, `the app saw ${appSaw.slice(before).join(' | ')}`);
+  // One line "a, b" is one value, as in Envoy: not "b".
   const one = await raw('GET /x HTTP/1.1\r\nHost: h\r\nX-Team: a, b\r\nConnection: close\r\n\r\n');
-  assert.match(one.text, /^HTTP\/1\.1 200 /, 'one header "a, b" is not "a,b"');
+  assert.match(one.text, /^HTTP\/1\.1 200 /);
+});
+
+test('an absolute-form target is decided on its own authority, which replaces Host upstream', async () => {
+  const before = appSaw.length;
+  const rows: Array<[string, RegExp]> = [
+    ['GET http://secret.com/x HTTP/1.1\r\nHost: public.com', /^HTTP\/1\.1 403 /],
+    ['GET http://secret.com:8000/x?y=1 HTTP/1.1\r\nHost: public.com', /^HTTP\/1\.1 403 /],
+    ['GET HTTP://SECRET.COM/x HTTP/1.1\r\nHost: public.com', /^HTTP\/1\.1 403 /],
+    ['GET http://secret.com HTTP/1.1\r\nHost: public.com', /^HTTP\/1\.1 403 /],
+    ['GET ftp://secret.com/x HTTP/1.1\r\nHost: public.com', /^HTTP\/1\.1 400 /],
+    ['GET http://user@secret.com/x HTTP/1.1\r\nHost: public.com', /^HTTP\/1\.1 400 /],
+    ['GET http:///x HTTP/1.1\r\nHost: public.com', /^HTTP\/1\.1 400 /],
+  ];
+  for (const [head, want] of rows) {
+    const r = await raw(`${head}\r\nConnection: close\r\n\r\n`);
+    assert.match(r.text, want, head);
+  }
+  assert.equal(appSaw.length, before, `the app saw ${appSaw.slice(before).join(' | ')}`);
+  // The other way round: the target's authority is allowed, and it is the Host the app gets, with an origin-form path.
+  const seen: http.IncomingHttpHeaders[] = [];
+  const listener = (req: http.IncomingMessage): void => void seen.push(req.headers);
+  app.on('request', listener);
+  try {
+    const ok = await raw('GET http://public.com/x?q=1 HTTP/1.1\r\nHost: secret.com\r\nConnection: close\r\n\r\n');
+    assert.match(ok.text, /^HTTP\/1\.1 200 /);
+    assert.equal(appSaw.at(-1), 'GET /x?q=1 ');
+    assert.equal(seen.at(-1)?.host, 'public.com');
+  } finally {
+    app.off('request', listener);
+  }
 });
 
 test('header size and count limits answer 431; the app sees nothing', async () => {
