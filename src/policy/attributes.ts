@@ -100,6 +100,38 @@ function stringSet(
   };
 }
 
+/**
+ * `request.headers[name]`: the header's value against the policy's values, and for a header that came on several
+ * lines, each line on its own, the header matching when any line does (Envoy's RBAC HeaderMatcher since the
+ * CVE-2026-26308 fix, envoy.reloadable_features.rbac_match_headers_individually). So `x-role: user` and
+ * `x-role: admin` as two lines meet a DENY on `values: [admin]` (the joined "user,admin" would not), an ALLOW on
+ * `values: [admin]` too, and a `notValues: [admin]` in either (a NotMatcher around the same test) only when no
+ * line is `admin`. One line holding "user,admin" is one value, as in Envoy.
+ */
+function headerValues(lower: string): (values: readonly string[]) => CompiledValues {
+  const opts: StringMatchOptions = { star: 'present' };
+  return (values) => {
+    const t = compileStringSet(values, opts);
+    const test = (r: PreparedRequest): boolean => {
+      const lines = r.http?.repeated?.[lower];
+      if (lines === undefined) return t(r.http?.headers[lower]);
+      for (const line of lines) if (t(line)) return true;
+      return false;
+    };
+    const name = JSON.stringify(lower);
+    return {
+      test,
+      emit: (consts) => {
+        consts.push(test);
+        const i = consts.length - 1;
+        return `(r.http !== undefined && r.http.repeated !== undefined && r.http.repeated[${name}] !== undefined ? c[${i}](r) : ((v = (r.http === undefined ? undefined : r.http.headers[${name}])), ${emitStringSet(values, opts, consts)}))`;
+      },
+      kept: values,
+      failures: [],
+    };
+  };
+}
+
 /** IP and CIDR values: the good ones become one range set; the others are failures. */
 function ipSet(get: (r: PreparedRequest) => ParsedIp | undefined, getSource: string): (values: readonly string[]) => CompiledValues {
   return (values) => {
@@ -423,8 +455,12 @@ function buildAttribute(key: string, env: CompileEnv): AttributeSpec {
     if (name === undefined) throw new CompileFailure(`expected request.headers[<name>], got ${key}`);
     const lower = name.toLowerCase();
     return {
-      attribute: key, httpOnly: true, actual: (r) => quote(r.http?.headers[lower]),
-      compile: stringSet((r) => r.http?.headers[lower], `(r.http === undefined ? undefined : r.http.headers[${JSON.stringify(lower)}])`, { star: 'present' }),
+      attribute: key, httpOnly: true,
+      actual: (r) => {
+        const values = r.http?.repeated?.[lower];
+        return values === undefined ? quote(r.http?.headers[lower]) : `${values.length} lines ${JSON.stringify(values)}`;
+      },
+      compile: headerValues(lower),
     };
   }
   if (key.startsWith('request.auth.claims')) {

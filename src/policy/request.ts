@@ -68,6 +68,11 @@ export interface PreparedHttp {
   readonly query: string;
   /** Lower-cased header names; repeated headers joined with `,` as Envoy does. */
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * The values of each header that came more than once, in order; undefined when none did (the usual case).
+   * Policies match each of them on its own, as Envoy's RBAC does since the CVE-2026-26308 fix.
+   */
+  readonly repeated: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
 export interface PreparedAuth {
@@ -160,11 +165,21 @@ export function prepareRequest(req: CheckRequest, normalization: PathNormalizati
   let http: PreparedHttp | undefined;
   if (req.http !== undefined) {
     const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    let repeated: Record<string, string[]> | undefined;
     for (const [name, value] of Object.entries(req.http.headers ?? {})) {
       if (!HEADER_NAME.test(name)) malformed ??= { reason: `invalid header name ${JSON.stringify(name)}`, status: 400 };
       const lower = name.toLowerCase();
-      const joined = typeof value === 'string' ? value : value.join(',');
-      headers[lower] = headers[lower] === undefined ? joined : `${headers[lower]},${joined}`;
+      const values = typeof value === 'string' ? [value] : (value as readonly string[]);
+      if (values.length === 0) continue;
+      const joined = values.length === 1 ? values[0]! : values.join(',');
+      const before = headers[lower];
+      headers[lower] = before === undefined ? joined : `${before},${joined}`;
+      if (before !== undefined || values.length > 1) {
+        repeated ??= Object.create(null) as Record<string, string[]>;
+        const list = (repeated[lower] ??= []);
+        if (before !== undefined && list.length === 0) list.push(...splitBack(req.http.headers ?? {}, lower, name));
+        list.push(...values);
+      }
     }
     const method = req.http.method;
     // Envoy's codec rejects methods that are not upper-case tokens (the HTTP/1 parser is case-sensitive).
@@ -183,7 +198,7 @@ export function prepareRequest(req: CheckRequest, normalization: PathNormalizati
     }
     headers[':path'] = path + query;
     if (host !== undefined) headers[':authority'] = host;
-    http = { method, host: host?.toLowerCase(), path, query, headers };
+    http = { method, host: host?.toLowerCase(), path, query, headers, repeated };
   }
   return {
     namespace: req.destination.namespace ?? 'default',
@@ -201,6 +216,16 @@ export function prepareRequest(req: CheckRequest, normalization: PathNormalizati
     malformed,
     raw: req,
   };
+}
+
+/** The values of `lower` given under names before `current` (another casing of the same header). */
+function splitBack(headers: Readonly<Record<string, string | readonly string[]>>, lower: string, current: string): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (name === current) break;
+    if (name.toLowerCase() === lower) out.push(...(typeof value === 'string' ? [value] : value));
+  }
+  return out;
 }
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});

@@ -13,7 +13,7 @@ export function grpcStatusOf(status: number): number {
   return 2;
 }
 
-/** A request from node:http, or from node:http2's compatibility API (which has no headersDistinct or rawHeaders). */
+/** A request from node:http, or from node:http2's compatibility API (which has no headersDistinct). */
 export type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
 
@@ -21,14 +21,23 @@ export function isH2(req: AnyRequest): req is http2.Http2ServerRequest {
   return 'stream' in req;
 }
 
-/** Each header as the list of its values, without HTTP/2 pseudo-headers. */
+/**
+ * Each header as the list of its values as received, without HTTP/2 pseudo-headers. For HTTP/2 this reads the
+ * raw header list: Node's `req.headers` joins repeated fields with ", " and keeps only the first of a single-value
+ * field such as `authorization`, and a decision must see every field the client sent.
+ */
 export function distinctHeaders(req: AnyRequest): Record<string, string[]> {
   if (!isH2(req)) return req.headersDistinct as Record<string, string[]>;
-  const out: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (k.startsWith(':') || v === undefined) continue;
-    out[k] = Array.isArray(v) ? v : [v];
+  const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    if (k.startsWith(':')) continue;
+    (out[k] ??= []).push(raw[i + 1]!);
   }
+  // HTTP/2 splits cookies into crumbs; Envoy's codec joins them back into one value with "; " (RFC 9113 §8.2.3).
+  const cookie = out['cookie'];
+  if (cookie !== undefined && cookie.length > 1) out['cookie'] = [cookie.join('; ')];
   return out;
 }
 
