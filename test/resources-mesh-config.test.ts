@@ -47,3 +47,23 @@ test('mesh config: errors name the file, line and field', () => {
     [5, 'extensionProviders[0]', 'ERR_PROVIDER_TYPE'],
   ]);
 });
+
+test('mesh config: gatewayTopology is refused with its field, never ignored; numTrustedProxies 0 is what Rampart does', () => {
+  const rows: Array<[string, Array<[number, string]>]> = [
+    ['defaultConfig:\n  gatewayTopology:\n    numTrustedProxies: 2\n', [[3, 'defaultConfig.gatewayTopology.numTrustedProxies']]],
+    ['defaultConfig:\n  gatewayTopology: {forwardClientCertDetails: SANITIZE_SET}\n', [[2, 'defaultConfig.gatewayTopology.forwardClientCertDetails']]],
+    ['defaultConfig:\n  gatewayTopology:\n    numTrustedProxies: 1\n    proxyProtocol: {}\n', [[3, 'defaultConfig.gatewayTopology.numTrustedProxies'], [4, 'defaultConfig.gatewayTopology.proxyProtocol']]],
+    ['defaultConfig:\n  gatewayTopology: {numTrustedProxies: 0}\n', []],
+    ['defaultConfig:\n  holdApplicationUntilProxyStarts: true\n', []],
+  ];
+  for (const [text, want] of rows) {
+    const { diagnostics } = parseMeshConfig(text, 'mesh.yaml');
+    assert.deepEqual(diagnostics.map((d) => [d.line, d.path]), want, text);
+    for (const d of diagnostics) {
+      assert.equal(d.code, 'ERR_MESH_GATEWAY_TOPOLOGY_UNSUPPORTED');
+      assert.equal(d.severity, 'error');
+      assert.equal(d.file, 'mesh.yaml');
+    }
+  }
+  assert.match(parseMeshConfig('defaultConfig: {gatewayTopology: {numTrustedProxies: 2}}', 'm').diagnostics[0]!.message, /X-Forwarded-For.*remove it, or set numTrustedProxies: 0/);
+});

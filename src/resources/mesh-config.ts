@@ -111,6 +111,7 @@ export function decodeMesh(r: Reporter, value: unknown): MeshSettings {
   for (const alias of trustDomainAliases) {
     if (alias === '') r.error(['trustDomainAliases'], 'ERR_TRUST_DOMAIN', 'a trust domain alias must not be empty');
   }
+  checkGatewayTopology(r, value['defaultConfig']);
   let outboundTrafficPolicy: MeshSettings['outboundTrafficPolicy'] = 'ALLOW_ANY';
   const otp = value['outboundTrafficPolicy'];
   if (otp !== undefined && otp !== null) {
@@ -118,4 +119,31 @@ export function decodeMesh(r: Reporter, value: unknown): MeshSettings {
     else outboundTrafficPolicy = decodeEnum(r, otp['mode'], ['outboundTrafficPolicy', 'mode'], ['ALLOW_ANY', 'REGISTRY_ONLY'] as const) ?? 'ALLOW_ANY';
   }
   return Object.freeze({ rootNamespace, trustDomain, trustDomainAliases, pathNormalization, extensionProviders, outboundTrafficPolicy });
+}
+
+/**
+ * `defaultConfig.gatewayTopology` changes who the client is: with `numTrustedProxies` Istio has Envoy take the
+ * client address (remote.ip, remoteIpBlocks) from X-Forwarded-For, and `forwardClientCertDetails` / `proxyProtocol`
+ * change how identity and addresses are passed on. Rampart decides on the connection's peer address (what Istio
+ * does with no trusted proxies), so a setting asking for anything else is refused rather than ignored: a security
+ * setting that silently does nothing is worse than an error.
+ */
+function checkGatewayTopology(r: Reporter, defaultConfig: unknown): void {
+  if (!isPlainObject(defaultConfig)) return;
+  const topology = defaultConfig['gatewayTopology'];
+  if (topology === undefined || topology === null) return;
+  const path = ['defaultConfig', 'gatewayTopology'];
+  if (!isPlainObject(topology)) {
+    r.error(path, 'ERR_FIELD_TYPE', 'must be a mapping');
+    return;
+  }
+  for (const [field, v] of Object.entries(topology)) {
+    const neutral = (field === 'numTrustedProxies' && v === 0) || v === null;
+    if (neutral) continue;
+    const what = field === 'numTrustedProxies'
+      ? `numTrustedProxies ${JSON.stringify(v)} would take the client address for remote.ip and remoteIpBlocks from X-Forwarded-For`
+      : `${field} changes what proxies pass on about the client`;
+    r.error([...path, field], 'ERR_MESH_GATEWAY_TOPOLOGY_UNSUPPORTED',
+      `${what}; Rampart decides on the connection's peer address (Istio's behaviour with numTrustedProxies 0) and does not support gatewayTopology: remove it, or set numTrustedProxies: 0`);
+  }
 }
