@@ -105,8 +105,11 @@ export function checkExtAuthzHttp(cfg: ExtAuthzHttpConfig, req: CheckedRequest, 
       clearTimeout(timer);
       resolve(a);
     };
+    // No `agent`: with `agent: false` Node builds an Agent of its own, which dials cfg.service itself through DNS
+    // and never calls createConnection. The connection must come from `connect`, the sidecar's outbound path: the
+    // registry resolves a mesh service name, and a destination in the mesh gets mTLS with secure naming.
     const check = http.request({
-      host: cfg.service, port: cfg.port, method: req.method, path: `${cfg.pathPrefix}${req.path}`, headers, agent: false,
+      host: cfg.service, port: cfg.port, method: req.method, path: `${cfg.pathPrefix}${req.path}`, headers,
       createConnection: ((_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
         connect(cfg.service, cfg.port).then((s) => cb(null, s), (err: Error) => cb(err));
         return undefined;
