@@ -18,6 +18,7 @@ import { h1ParserAvailable } from './h1-parser.ts';
 import { peek } from './peek.ts';
 import { authorityOf, distinctHeaders, grpcStatusOf, isGrpc, isH2, type AnyRequest, type AnyResponse } from './request-view.ts';
 import { readRequestTarget } from './request-target.ts';
+import { H2HeaderCheck } from './h2-header-check.ts';
 import { forwardingEdits, payloadOf } from './token-edits.ts';
 import { xfccValue } from './xfcc.ts';
 
@@ -161,6 +162,9 @@ export class InboundListener {
   #tlsFor: TlsState | undefined;
   /** HTTP/2 downstream (h2c by prior knowledge, in or out of mTLS). */
   readonly #h2: http2.Http2Server;
+  /** Each HTTP/2 session's header check, and the one being handed over with #h2Next. */
+  readonly #h2Checks = new WeakMap<http2.ServerHttp2Session, H2HeaderCheck>();
+  #h2NextCheck: H2HeaderCheck | undefined;
   /** The connection being handed to #h2 (its 'session' event fires synchronously inside the hand-over). */
   #h2Next: ConnInfo | undefined;
   /** One multiplexed h2c session to the app, for http2 and grpc ports. */
@@ -192,6 +196,7 @@ export class InboundListener {
     this.#h2 = http2.createServer({ settings: { maxHeaderListSize: this.#limits.maxHeaderBytes } });
     this.#h2.on('session', (session: http2.ServerHttp2Session) => {
       if (this.#h2Next !== undefined) this.#conns.set(session, this.#h2Next);
+      if (this.#h2NextCheck !== undefined) this.#h2Checks.set(session, this.#h2NextCheck);
       session.setTimeout(this.#limits.idleTimeoutMs, () => session.close());
       session.on('error', () => session.destroy());
     });
@@ -326,10 +331,13 @@ export class InboundListener {
       // that may carry either, chosen by the preface just read, so the socket is marked as what it carries.
       if (stream instanceof TLSSocket && stream.alpnProtocol !== 'h2') (stream as { alpnProtocol: string | false | null }).alpnProtocol = 'h2';
       this.#h2Next = this.#conns.get(stream);
+      // node:http2 reads through the header check, which sees every field as sent (Node drops invalid ones).
+      this.#h2NextCheck = new H2HeaderCheck(stream, { maxHeaderBlockBytes: Math.max(64 * 1024, 4 * this.#limits.maxHeaderBytes) });
       try {
-        this.#h2.emit('connection', stream);
+        this.#h2.emit('connection', this.#h2NextCheck);
       } finally {
         this.#h2Next = undefined;
+        this.#h2NextCheck = undefined;
       }
     } else if (h1ParserAvailable && protocol !== 'HTTP2' && protocol !== 'GRPC') {
       this.#h1(stream);
@@ -674,6 +682,18 @@ export class InboundListener {
 
   #onRequest(req: AnyRequest, res: AnyResponse): void {
     const start = Date.now();
+    if (isH2(req)) {
+      const malformed = this.#h2Checks.get(req.stream.session as http2.ServerHttp2Session)?.malformed;
+      const id = req.stream.id ?? 0;
+      const why = malformed?.get(id);
+      if (why !== undefined) {
+        // Envoy resets a stream whose header fields are malformed (RFC 9113 §8.2.1): never decided, never forwarded.
+        malformed!.delete(id);
+        req.stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+        this.#refusal('http', start, this.#infoOf(req), undefined, 'DPE', why, { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/' });
+        return;
+      }
+    }
     const headerCount = isH2(req) ? Object.keys(req.headers).filter((k) => !k.startsWith(':')).length : req.rawHeaders.length / 2;
     if (headerCount > this.#limits.maxHeaders) {
       const body = 'Request Header Fields Too Large';
