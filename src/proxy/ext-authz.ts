@@ -72,7 +72,11 @@ export function headerListMatches(list: readonly string[], name: string): boolea
 }
 
 export type ExtAuthzAnswer =
-  | { readonly allow: true; readonly upstreamHeaders: Readonly<Record<string, string>>; readonly downstreamHeaders: Readonly<Record<string, string>> }
+  | {
+    readonly allow: true; readonly upstreamHeaders: Readonly<Record<string, string>>; readonly downstreamHeaders: Readonly<Record<string, string>>;
+    /** Set when the authorizer could not be asked and the provider's failOpen let the request on: why. */
+    readonly failedOpen?: string;
+  }
   | { readonly allow: false; readonly status: number; readonly headers: Readonly<Record<string, string>>; readonly body: string; readonly error?: string };
 
 export interface CheckedRequest {
@@ -96,7 +100,7 @@ export function checkExtAuthzHttp(cfg: ExtAuthzHttpConfig, req: CheckedRequest, 
   // The body is not sent (includeRequestBodyInCheck is not supported), so the length of the original is not either.
   delete headers['content-length'];
   const onError = (error: string): ExtAuthzAnswer =>
-    cfg.failOpen ? { allow: true, upstreamHeaders: {}, downstreamHeaders: {} } : { allow: false, status: cfg.statusOnError, headers: {}, body: '', error };
+    cfg.failOpen ? { allow: true, upstreamHeaders: {}, downstreamHeaders: {}, failedOpen: error } : { allow: false, status: cfg.statusOnError, headers: {}, body: '', error };
   return new Promise((resolve) => {
     let settled = false;
     const done = (a: ExtAuthzAnswer): void => {

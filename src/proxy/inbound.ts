@@ -474,7 +474,10 @@ export class InboundListener {
     const opts = st.jwt === undefined ? {} : { jwtVerifier: st.jwt };
     void checkExtAuthzHttp(cfg, extAuthzRequest(), this.#o.connect).then((answer) => {
       if (answer.allow) {
-        decided(st.policy.decide(prepared, { ...opts, extAuthz: 'allow' }), answer.upstreamHeaders, answer.downstreamHeaders);
+        const after = st.policy.decide(prepared, { ...opts, extAuthz: 'allow' });
+        // A request let on by failOpen says so in its access entry: the authorizer was never asked.
+        const final = answer.failedOpen === undefined ? after : { ...after, reason: `${after.reason} (CUSTOM provider "${d.customProvider ?? ''}" unreachable, failOpen: ${answer.failedOpen})` };
+        decided(final, answer.upstreamHeaders, answer.downstreamHeaders);
         return;
       }
       const denied = st.policy.decide(prepared, { ...opts, extAuthz: 'deny' });

@@ -151,6 +151,7 @@ test('an authorizer that cannot be reached: 403 (statusOnError), or allowed when
   const open = await get('/guarded');
   assert.equal(open.status, 200, open.body);
   assert.equal(appSaw.at(-1), '/guarded');
+  await httpbin.waitFor('the fail-open in the access log', (l) => l['log'] === 'access' && l['status'] === 200 && /CUSTOM provider "mesh-authz" unreachable, failOpen: .*no healthy upstream/.test(String(l['reason'])));
   // Paths the CUSTOM rule does not name never depended on the authorizer.
   assert.equal((await get('/other')).status, 200);
 });
