@@ -125,6 +125,12 @@ test('a valid HTTP/2 request through the header check is decided as usual: allow
   assert.deepEqual(await h2Exchange([[literal('x-role', 'user')], [literal('x-role', 'admin')]]), ['200', '403']);
 });
 
+test('HTTP/2: a header on two fields meets the DENY on either (node:http2 would have joined them to "user, admin")', async () => {
+  const before = appSaw.length;
+  assert.deepEqual(await h2Exchange([[literal('x-role', 'user'), literal('x-role', 'admin')], [literal('x-role', 'admin'), literal('x-role', 'user')]]), ['403', '403']);
+  assert.equal(appSaw.length, before);
+});
+
 // The last column: whether node:http2 would have dropped the field and handed the request on (nghttp2 resets an
 // upper-case name by itself, before any request reaches the listener).
 const malformed: Array<[string, Buffer[], boolean?]> = [
