@@ -105,7 +105,7 @@ describe('control plane snapshots', () => {
 describe('used bootstrap token ledger on disk', () => {
   it('a token recorded before a restart is still refused after it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'rampart-ledger-'));
-    const now = Date.now();
+    const now = Date.parse('2026-12-31T23:59:59.000Z');
     const first = persistentLedger(dir);
     assert.equal(first.consume('jti-1', now + 60_000, now), true);
     assert.ok((await readFile(join(dir, LEDGER_FILE), 'utf8')).includes('jti-1'));
@@ -125,16 +125,37 @@ describe('used bootstrap token ledger on disk', () => {
 
 describe('rampart status text', () => {
   it('names rejected files, a proxy behind, and a NACK with its error', () => {
+    // One fixed instant, passed in: the text must not depend on when the test runs.
+    const now = new Date('2026-12-31T23:59:30.000Z');
     const text = formatStatus({
       version: '3', source: 'directory cfg', lastChange: null, sourceError: null, rejected: ['a.yaml:4: error …'], rejectedFiles: ['a.yaml'], resources: 2,
       workloads: ['default/httpbin'], controlPlane: { identity: 'spiffe://cluster.local/ns/istio-system/sa/rampart-control-plane', port: 15012, certNotAfter: null },
       proxies: [
-        { id: 1, workload: 'default/httpbin', identity: 'spiffe://x', address: '127.0.0.1:1', connectedAt: '', sentVersion: '3', ackedVersion: '3', state: 'ACK', error: null, certNotAfter: new Date(Date.now() + 3_600_000 + 60_000).toISOString() },
+        { id: 1, workload: 'default/httpbin', identity: 'spiffe://x', address: '127.0.0.1:1', connectedAt: '', sentVersion: '3', ackedVersion: '3', state: 'ACK', error: null, certNotAfter: new Date(now.getTime() + 3_600_000 + 60_000).toISOString() },
         { id: 2, workload: 'default/sleep', identity: 'spiffe://y', address: '127.0.0.1:2', connectedAt: '', sentVersion: '3', ackedVersion: '2', state: 'NACK', error: 'bad', certNotAfter: null },
       ],
-    }, new Date());
+    }, now);
     assert.match(text, /rejected \(their last good content stays in force\):\n {2}a\.yaml:4/);
-    assert.match(text, /1 +default\/httpbin .* 3 +SYNCED .*\(in 1h0m\)/);
+    assert.match(text, /1 +default\/httpbin .* 3 +SYNCED .*2027-01-01T01:00:30\.000Z \(in 1h1m\)/);
     assert.match(text, /2 +default\/sleep .* 2 \(sent 3\) +NACK: bad/);
+  });
+
+  it('prints the time left from the instant it is given, whatever the date', () => {
+    const rows: Array<[string, number, string]> = [
+      ['2026-12-31T23:59:30.000Z', 3_600_000 + 60_000, '(in 1h1m)'],
+      ['2026-12-31T23:59:30.000Z', 3_600_000 + 60_000 - 1, '(in 1h0m)'],
+      ['2027-02-28T23:59:59.999Z', 59_000, '(in 0m59s)'],
+      ['2028-02-29T00:00:00.000Z', 0, '(in expired)'],
+      ['2026-03-29T00:30:00.000Z', -1, '(in expired)'],
+    ];
+    for (const [at, left, expected] of rows) {
+      const now = new Date(at);
+      const text = formatStatus({
+        version: '1', source: 'directory cfg', lastChange: null, sourceError: null, rejected: [], rejectedFiles: [], resources: 0, workloads: ['default/a'],
+        controlPlane: { identity: 'spiffe://cluster.local/ns/istio-system/sa/rampart-control-plane', port: 15012, certNotAfter: null },
+        proxies: [{ id: 1, workload: 'default/a', identity: 'spiffe://a', address: '127.0.0.1:1', connectedAt: '', sentVersion: '1', ackedVersion: '1', state: 'ACK', error: null, certNotAfter: new Date(now.getTime() + left).toISOString() }],
+      }, now);
+      assert.ok(text.includes(expected), `${at} + ${left} ms: ${text}`);
+    }
   });
 });

@@ -182,7 +182,7 @@ services:
     assert.ok(s !== undefined, 'a rejection reported');
     assert.equal(s.version, before.version, 'nothing pushed');
     assert.match(s.rejected.join('\n'), /deny\.yaml:5: error .*spec\.action/);
-    assert.ok(cp.lines.some((l) => l['event'] === 'config-rejected'));
+    await cp.waitFor('config-rejected logged', (l) => l['event'] === 'config-rejected');
     assert.equal((await get(upPort, '/blocked', 'httpbin.default:8000')).status, 403, 'the last good DENY still applies');
     // rampart status says so too, and exits 1.
     const out = spawnRampart('status', ['--admin', `http://127.0.0.1:${adminPort}`]);
