@@ -32,9 +32,12 @@ describe('DirectorySource', () => {
     let changes = 0;
     const stop = new DirectorySource(dir).watch(() => changes++);
     try {
-      await new Promise((r) => setTimeout(r, 100));
-      await writeFile(join(dir, 'team', 'p.yaml'), 'x');
-      for (const end = Date.now() + 5_000; changes === 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
+      // A recursive watch on Linux is set up asynchronously (Node walks the tree): a write made before it is in place
+      // goes unseen, so write again until one is seen, within a bound.
+      for (let i = 0, end = Date.now() + 5_000; changes === 0 && Date.now() < end; i++) {
+        await writeFile(join(dir, 'team', 'p.yaml'), `x${i}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
       assert.ok(changes > 0, 'the change was seen');
     } finally {
       stop();

@@ -203,6 +203,9 @@ export class InboundListener {
     this.#h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => this.#onRequest(req, res));
     this.#server = net.createServer({ noDelay: true }, (socket) => void this.#onConnection(socket));
     this.#server.maxConnections = this.#limits.maxConnections;
+    // Node closes a connection beyond the limit before any callback; without this the flood would leave no trace.
+    this.#server.on('drop', (data?: net.DropArgument) => this.#refusal('connection', Date.now(), { sourceIp: data?.remoteAddress }, undefined, 'NR',
+      `connection limit of ${this.#limits.maxConnections} reached`));
   }
 
   get port(): number {

@@ -57,7 +57,7 @@ export class ProxyMetrics {
     this.#tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received on TCP connections.', labelNames: [...common], registers });
     this.#tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent on TCP connections.', labelNames: [...common], registers });
     this.#decisions = new Counter({ name: 'rampart_decisions_total', help: 'Authorization decisions by outcome, deciding layer and policy.', labelNames: ['kind', 'decision', 'decided_by', 'policy'], registers, collect });
-    this.#refused = new Counter({ name: 'rampart_connections_refused_total', help: 'Connections refused before any request (plaintext to STRICT, bad peer certificate, malformed HTTP).', labelNames: ['reason'], registers });
+    this.#refused = new Counter({ name: 'rampart_connections_refused_total', help: 'Connections refused before any request (plaintext to STRICT, bad peer certificate, connection limit, malformed HTTP).', labelNames: ['reason'], registers });
   }
 
   record(e: AccessEntry): void {
@@ -70,7 +70,9 @@ export class ProxyMetrics {
       connection_security_policy: e.mtls ? 'mutual_tls' : 'none',
     });
     if (e.kind === 'connection') {
-      this.#refused.inc({ reason: e.reason.startsWith('plaintext') ? 'plaintext_to_strict' : e.reason.startsWith('mTLS peer') ? 'peer_certificate' : 'other' });
+      const reason = e.reason.startsWith('plaintext') ? 'plaintext_to_strict' : e.reason.startsWith('mTLS peer') ? 'peer_certificate'
+        : e.reason.startsWith('connection limit') ? 'connection_limit' : 'other';
+      this.#refused.inc({ reason });
       return;
     }
     if (e.kind === 'tcp') {

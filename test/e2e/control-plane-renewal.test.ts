@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, steadyLoad, whenReady, type RunningProxy } from '../support/proxy.ts';
+import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, steadyLoad, waitUntil, whenReady, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * Renewals through the control plane, with 24 s SVIDs: renewed over mTLS with the current SVID at about half the
@@ -85,7 +85,9 @@ services:
     cp = await startCp();
     await failing.waitFor('the renewal after the outage', () => rotations() > before, 20_000);
     assert.ok(Date.now() < expiresAt, 'renewed before the old SVID expired');
-    await new Promise((r) => setTimeout(r, 500));
+    // Traffic goes on after the restart: a few more requests through, counted, not a fixed pause.
+    const served = load.ok();
+    await waitUntil('requests after the restart', () => (load.ok() >= served + 5 ? true : undefined), 15_000);
     const { ok, failures } = await load.stop();
     const events = (p: RunningProxy, name: string): string => p.lines.filter((l) => l['log'] !== 'access' || l['status'] !== 200).map((l) => `${name} ${JSON.stringify(l).slice(0, 300)}`).join('\n');
     assert.deepEqual(failures, [], `${events(httpbin, 'httpbin')}\n${events(sleep, 'sleep')}`);

@@ -19,7 +19,10 @@ test('a sidecar of two worker processes serves, reports metrics summed over both
   const proxy = await startProxy([...files, '--workload', 'default/httpbin', '--workers', '2', '--admin-port', '0']);
   try {
     assert.equal(proxy.ready['workers'], 2);
-    assert.equal(proxy.lines.filter((l) => l['event'] === 'worker-ready').length, 2);
+    const count = (event: string): number => proxy.lines.filter((l) => l['event'] === event).length;
+    // The workers' lines come through the same pipe as the primary's, but need not have been read yet.
+    await proxy.waitFor('both workers ready', () => count('worker-ready') >= 2);
+    assert.equal(count('worker-ready'), 2);
     for (let i = 0; i < 20; i++) {
       const r = await fetch(`http://${HOST}:8000/x${i}`, { headers: { connection: 'close' } });
       assert.equal(r.status, 200);
@@ -32,7 +35,8 @@ test('a sidecar of two worker processes serves, reports metrics summed over both
     assert.equal((await fetch(`http://127.0.0.1:${admin}/ready`)).status, 200);
     assert.match(await (await fetch(`http://127.0.0.1:${admin}/certs`)).text(), /spiffe:\/\/cluster\.local\/ns\/default\/sa\/default/);
     // Each worker holds an SVID of its own.
-    assert.equal(proxy.lines.filter((l) => l['event'] === 'svid-rotated').length, 2);
+    await proxy.waitFor('an SVID per worker', () => count('svid-rotated') >= 2);
+    assert.equal(count('svid-rotated'), 2);
   } finally {
     await proxy.stop();
     app.close();

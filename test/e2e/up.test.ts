@@ -34,7 +34,8 @@ function run(args: readonly string[]): { child: ReturnType<typeof spawn>; out: (
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  const exit = once(child, 'exit').then(([code]) => code as number | null);
+  // 'close', not 'exit': the exit can come before the last of the output has been read.
+  const exit = once(child, 'close').then(([code]) => code as number | null);
   return { child, out: () => out, exit };
 }
 
@@ -77,7 +78,7 @@ describe('rampart up (real processes)', { timeout: 120_000 }, () => {
     const cp = spawn(process.execPath, ['--import', 'tsx', BIN, 'control-plane', dir, '--ca', ca, '--port', '0', '--admin-port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     cp.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
-    const [code] = (await once(cp, 'exit')) as [number];
+    const [code] = (await once(cp, 'close')) as [number];
     assert.equal(code, 2, err);
     assert.match(err, /rampart control-plane: the mesh configuration has errors:\n.*mesh\.yaml:2: error .*workloads\[0\]\.name/);
   });
@@ -90,12 +91,12 @@ describe('rampart up (real processes)', { timeout: 120_000 }, () => {
       assert.equal(await get({ host: '127.0.0.1', port: ports.sleep, path: 'http://httpbin.default:8000/headers', headers: { host: 'httpbin.default:8000' } }), 200);
       assert.equal(await get({ host: '127.0.0.1', port: ports.guest, path: 'http://httpbin.default:8000/admin', headers: { host: 'httpbin.default:8000' } }), 403);
       await waitUntil('the live lines', () => (/sleep → httpbin {2}GET \/headers {2}200 ALLOW: allowed by default\/require-jwt-or-mtls rule 0 {2}\(mTLS\)/.test(r.out())
-        && /guest → httpbin {2}GET \/admin {2}403 DENY: denied by default\/deny-admin rule 0/.test(r.out()) ? true : undefined), 5_000, () => `\n${r.out()}`);
+        && /guest → httpbin {2}GET \/admin {2}403 DENY: denied by default\/deny-admin rule 0/.test(r.out()) ? true : undefined), 15_000, () => `\n${r.out()}`);
       // rampart status against it: three proxies in sync.
       const status = spawn(process.execPath, ['--import', 'tsx', BIN, 'status', '--admin', `http://127.0.0.1:${ports.admin}`], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       status.stdout!.on('data', (c: Buffer) => (text += c.toString('utf8')));
-      const [code] = (await once(status, 'exit')) as [number];
+      const [code] = (await once(status, 'close')) as [number];
       assert.equal(code, 0, text);
       assert.equal(text.match(/SYNCED/g)?.length, 3, text);
       // A bad edit while it runs: refused, and said where.
