@@ -50,6 +50,15 @@ export function buildProgram(): Command {
       emit(await (await import('./check.ts')).runCheck(o));
     });
 
+  program
+    .command('access')
+    .description('who may call what: callers (service accounts, no mTLS, any JWT) against every workload port of a mesh directory')
+    .argument('<dir>', 'mesh directory (mesh.yaml beside the policies)')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, o: { json?: boolean }) => {
+      emit(await (await import('./access.ts')).runAccess({ dir, ...o }));
+    });
+
   const keyTypeOption = (what: string): Option => new Option('--key-type <type>', what).choices([...KEY_TYPES]).default('ec-p256');
   const ca = program.command('ca').description('the certificate authority: roots, workload certificates, bootstrap tokens');
   ca.command('init')

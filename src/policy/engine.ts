@@ -294,6 +294,12 @@ export class WorkloadPolicy {
     });
   }
 
+  /** The enforced CUSTOM, DENY and ALLOW policies compiled for one traffic kind (for the access matrix). */
+  enforcedPolicies(kind: 'http' | 'tcp'): { readonly custom: readonly CompiledPolicy[]; readonly deny: readonly CompiledPolicy[]; readonly allow: readonly CompiledPolicy[] } {
+    const l = kind === 'tcp' ? this.tcp() : this.http;
+    return { custom: l.custom.enforced, deny: l.deny.enforced, allow: l.allow.enforced };
+  }
+
   private readonly defaultSlots: (object | undefined)[] = [];
   private readonly noMatchSlots: (object | undefined)[] = [];
 
