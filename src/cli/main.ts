@@ -59,6 +59,20 @@ export function buildProgram(): Command {
       emit(await (await import('./access.ts')).runAccess({ dir, ...o }));
     });
 
+  program
+    .command('test')
+    .description('run policy test suites (docs/policy-testing.md): exit 0 all pass, 1 a case fails (with --diff: a decision changes), 2 bad input')
+    .argument('<suites...>', 'suite files (YAML): requests with their expected decisions')
+    .option('-c, --config <paths...>', 'policy files or directories, or one mesh directory (mesh.yaml beside the policies)')
+    .option('--mesh <file>', 'MeshConfig for policy files (Istio field names); a mesh directory has its own')
+    .option('--diff <old-and-new...>', 'run the cases against two versions of the policies (two paths) and list every decision that changes')
+    .option('--jwks <issuer=file...>', "that issuer's keys, from a JWKS file (rampart test never fetches a jwksUri)")
+    .option('--junit <file>', 'also write the results as JUnit XML')
+    .option('--json', 'machine-readable output')
+    .action(async (suites: string[], o: { config?: string[]; mesh?: string; diff?: string[]; jwks?: string[]; junit?: string; json?: boolean }) => {
+      emit(await (await import('./test.ts')).runTest({ suites, ...o }));
+    });
+
   const keyTypeOption = (what: string): Option => new Option('--key-type <type>', what).choices([...KEY_TYPES]).default('ec-p256');
   const ca = program.command('ca').description('the certificate authority: roots, workload certificates, bootstrap tokens');
   ca.command('init')
