@@ -1,9 +1,7 @@
-import { DirectorySource } from '../control/source.ts';
 import { meshAccessMatrix, type AccessCell, type AccessMatrix } from '../policy/access-matrix.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { formatDiagnostic } from '../resources/diagnostic.ts';
-import { loadResources } from '../resources/load.ts';
-import { parseMeshFile } from '../resources/mesh-file.ts';
+import { loadMeshDirectory } from './mesh-dir.ts';
 import type { CommandOutput } from './check.ts';
 
 export interface AccessOptions {
@@ -13,20 +11,18 @@ export interface AccessOptions {
 
 /** `rampart access DIR`: who may call what in a mesh directory. Exit 0, or 2 when the configuration has errors. */
 export async function runAccess(o: AccessOptions): Promise<CommandOutput> {
-  let input;
+  let loaded;
   try {
-    input = await new DirectorySource(o.dir).read();
+    loaded = await loadMeshDirectory(o.dir);
   } catch (e) {
     return { exitCode: 2, stdout: '', stderr: `rampart access: ${(e as Error).message}\n` };
   }
-  const mesh = parseMeshFile(input.mesh.text, input.mesh.file);
-  const loaded = loadResources(input.policies, { rootNamespace: mesh.mesh.mesh.rootNamespace });
-  const errors = [...mesh.diagnostics, ...loaded.diagnostics].filter((d) => d.severity === 'error');
+  const errors = loaded.diagnostics.filter((d) => d.severity === 'error');
   // A matrix over a partly loaded configuration would claim access the full one does not give.
   if (errors.length > 0) {
     return { exitCode: 2, stdout: '', stderr: [...errors.map(formatDiagnostic), `rampart access: ${errors.length} error(s) in the configuration; no matrix computed`].join('\n') + '\n' };
   }
-  const matrix = meshAccessMatrix(new PolicyEngine(loaded.resources, mesh.mesh.mesh), mesh.mesh);
+  const matrix = meshAccessMatrix(new PolicyEngine(loaded.resources, loaded.meshFile.mesh), loaded.meshFile);
   if (o.json === true) {
     const cells = matrix.cells.map(({ allowedWhen: _, ...c }) => c);
     return { exitCode: 0, stdout: `${JSON.stringify({ sources: matrix.sources, destinations: matrix.destinations, cells }, null, 2)}\n`, stderr: '' };

@@ -10,6 +10,7 @@ import { formatDiagnostic } from '../resources/diagnostic.ts';
 import type { RequestAuthentication } from '../resources/types.ts';
 import { JwtAuthenticator } from '../jwt/authenticator.ts';
 import { KeyRegistry } from '../jwt/key-registry.ts';
+import { readJwksOverrides } from './jwks-overrides.ts';
 
 export interface CheckOptions {
   readonly config: readonly string[];
@@ -65,15 +66,12 @@ export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
   // Keys are loaded (and jwksUri fetched) only when the request carries a token some rule would find.
   const carriesToken = authns.length > 0 && extractTokens(collectJwtRules(authns), prepareRequest(request, cfg.mesh.pathNormalization)).length > 0;
   if (carriesToken) {
-    const overrides = new Map<string, string>();
-    for (const spec of opts.jwks ?? []) {
-      const eq = spec.lastIndexOf('=');
-      if (eq <= 0) return bad(`--jwks ${spec}: write it as ISSUER=FILE`);
-      try {
-        overrides.set(spec.slice(0, eq), await readFile(spec.slice(eq + 1), 'utf8'));
-      } catch {
-        return bad(`--jwks ${spec}: cannot read ${spec.slice(eq + 1)}`);
-      }
+    let overrides;
+    try {
+      overrides = await readJwksOverrides(opts.jwks ?? []);
+    } catch (e) {
+      if (e instanceof RampartError) return bad(e.message);
+      throw e;
     }
     const registry = await KeyRegistry.create(authns, {
       overrides,

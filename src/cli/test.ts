@@ -1,6 +1,6 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DirectorySource, MESH_FILE_NAME } from '../control/source.ts';
+import { MESH_FILE_NAME } from '../control/source.ts';
 import { RampartError } from '../errors.ts';
 import { loadConfig } from '../io/load-config.ts';
 import { JwtAuthenticator } from '../jwt/authenticator.ts';
@@ -8,13 +8,14 @@ import { KeyFetchRefused } from '../jwt/key-fetch.ts';
 import { KeyRegistry } from '../jwt/key-registry.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { formatDiagnostic, type Diagnostic } from '../resources/diagnostic.ts';
-import { loadResources } from '../resources/load.ts';
-import { parseMeshFile, type MeshFile } from '../resources/mesh-file.ts';
+import type { MeshFile } from '../resources/mesh-file.ts';
 import type { RequestAuthentication } from '../resources/types.ts';
 import { diffCases, runCases, type CaseResult } from '../suite/run.ts';
 import { diffJson, formatDiff, formatRun, runJson, runJunit, type FileResults } from '../suite/report.ts';
 import { parseSuite, type Suite } from '../suite/suite-file.ts';
 import type { CommandOutput } from './check.ts';
+import { readJwksOverrides } from './jwks-overrides.ts';
+import { loadMeshDirectory } from './mesh-dir.ts';
 
 export interface TestOptions {
   readonly suites: readonly string[];
@@ -130,20 +131,6 @@ async function run(o: TestOptions): Promise<CommandOutput> {
   };
 }
 
-async function readJwksOverrides(specs: readonly string[]): Promise<Map<string, string>> {
-  const overrides = new Map<string, string>();
-  for (const spec of specs) {
-    const eq = spec.lastIndexOf('=');
-    if (eq <= 0) throw new BadInput(`--jwks ${spec}: write it as ISSUER=FILE`);
-    try {
-      overrides.set(spec.slice(0, eq), await readFile(spec.slice(eq + 1), 'utf8'));
-    } catch {
-      throw new BadInput(`--jwks ${spec}: cannot read ${spec.slice(eq + 1)}`);
-    }
-  }
-  return overrides;
-}
-
 async function isMeshDirectory(path: string): Promise<boolean> {
   try {
     return (await stat(path)).isDirectory() && (await stat(join(path, MESH_FILE_NAME))).isFile();
@@ -161,13 +148,11 @@ async function loadTarget(paths: readonly string[], meshConfig: string | undefin
   let meshFile: MeshFile | undefined;
   if (paths.length === 1 && await isMeshDirectory(paths[0]!)) {
     if (meshConfig !== undefined) throw new BadInput(`${paths[0]} is a mesh directory: its settings are in ${MESH_FILE_NAME}, not --mesh`);
-    const input = await new DirectorySource(paths[0]!).read();
-    const parsed = parseMeshFile(input.mesh.text, input.mesh.file);
-    const loaded = loadResources(input.policies, { rootNamespace: parsed.mesh.mesh.rootNamespace });
-    diagnostics = [...parsed.diagnostics, ...loaded.diagnostics];
+    const loaded = await loadMeshDirectory(paths[0]!);
+    diagnostics = loaded.diagnostics;
     resources = loaded.resources;
-    engine = new PolicyEngine(resources, parsed.mesh.mesh);
-    meshFile = parsed.mesh;
+    meshFile = loaded.meshFile;
+    engine = new PolicyEngine(resources, meshFile.mesh);
   } else {
     const cfg = await loadConfig({ paths, meshFile: meshConfig });
     diagnostics = cfg.diagnostics;
