@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import { CertificateAuthority } from '../identity/ca.ts';
 import { readCaDir } from '../io/ca-dir.ts';
@@ -14,6 +15,8 @@ export interface ControlPlaneCliOptions {
   readonly host: string;
   readonly port: string;
   readonly adminPort: string;
+  readonly adminHost?: string;
+  readonly adminTokenFile?: string;
   readonly debounce: string;
   readonly svidTtl?: string;
 }
@@ -35,8 +38,10 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     const mesh = buildMeshState(await source.read(), undefined).mesh.mesh;
     const ca = new CertificateAuthority(material, { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases, usedTokens: persistentLedger(o.ca) });
     const svidTtlMs = o.svidTtl === undefined ? undefined : parseTtl(o.svidTtl, '--svid-ttl');
+    const adminToken = o.adminTokenFile === undefined ? undefined : await readToken(o.adminTokenFile, '--admin-token-file');
     cp = new ControlPlane({
       source, ca, log, host: o.host, port: port(o.port, '--port'), adminPort: port(o.adminPort, '--admin-port'),
+      ...(o.adminHost === undefined ? {} : { adminHost: o.adminHost }), ...(adminToken === undefined ? {} : { adminToken }),
       debounceMs: parseTtl(o.debounce, '--debounce'), ...(svidTtlMs === undefined ? {} : { svidTtlMs }),
     });
     await cp.start();
@@ -44,7 +49,8 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     process.stderr.write(`rampart control-plane: ${(err as Error).message}\n`);
     return 2;
   }
-  log.info({ event: 'ready', port: cp.port, admin: cp.adminPort, identity: cp.identity.uri, version: cp.state?.version }, `control plane ready on ${o.host}:${cp.port} (status: http://127.0.0.1:${cp.adminPort}/status)`);
+  const adminUrl = `http://${urlHost(o.adminHost ?? '127.0.0.1')}:${cp.adminPort}`;
+  log.info({ event: 'ready', port: cp.port, admin: cp.adminPort, console: `${adminUrl}/console/`, identity: cp.identity.uri, version: cp.state?.version }, `control plane ready on ${o.host}:${cp.port} (console: ${adminUrl}/console/, status: ${adminUrl}/status)`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
@@ -54,12 +60,35 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   return 0;
 }
 
-/** `rampart status`: the control plane's view of its proxies. */
-export async function runStatus(o: { readonly admin: string; readonly json?: boolean }): Promise<CommandOutput> {
-  let body: string;
+/** A token file's content: one line, not empty. */
+async function readToken(file: string, flag: string): Promise<string> {
+  let text: string;
   try {
-    const res = await fetch(new URL('/status', o.admin));
+    text = (await readFile(file, 'utf8')).trim();
+  } catch (err) {
+    throw new Error(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  if (text === '' || /\s/.test(text)) throw new Error(`${flag} ${file}: the file must hold one token (no spaces), not ${text === '' ? 'nothing' : 'several words'}`);
+  return text;
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** `rampart status`: the control plane's view of its proxies. */
+export async function runStatus(o: { readonly admin: string; readonly adminTokenFile?: string; readonly json?: boolean }): Promise<CommandOutput> {
+  let body: string;
+  let token: string | undefined;
+  try {
+    token = o.adminTokenFile === undefined ? undefined : await readToken(o.adminTokenFile, '--admin-token-file');
+  } catch (err) {
+    return { stdout: '', stderr: `rampart status: ${(err as Error).message}\n`, exitCode: 2 };
+  }
+  try {
+    const res = await fetch(new URL('/status', o.admin), token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
     body = await res.text();
+    if (res.status === 401) return { stdout: '', stderr: `rampart status: ${o.admin} needs its admin token (--admin-token-file FILE)${token === undefined ? '' : '; the one given was refused'}\n`, exitCode: 2 };
     if (!res.ok) return { stdout: '', stderr: `rampart status: ${o.admin} answered ${res.status}\n`, exitCode: 2 };
   } catch (err) {
     return { stdout: '', stderr: `rampart status: cannot reach the control plane at ${o.admin}: ${(err as Error).message}\n`, exitCode: 2 };

@@ -160,10 +160,12 @@ export function buildProgram(): Command {
     .requiredOption('--ca <dir>', 'CA directory (rampart ca init); the used bootstrap tokens are kept there too')
     .option('--host <address>', 'listen address of the mTLS port', '127.0.0.1')
     .option('--port <port>', 'mTLS port for proxies (CSRs and configuration)', '15012')
-    .option('--admin-port <port>', 'status, readiness on 127.0.0.1 (rampart status reads it)', '15014')
+    .option('--admin-port <port>', 'admin port: the console (/console/), /status (rampart status reads it), /ready', '15014')
+    .option('--admin-host <address>', 'address of the admin port; beyond loopback it needs --admin-token-file', '127.0.0.1')
+    .option('--admin-token-file <file>', 'a file holding the token the admin port asks for (authorization: Bearer, or the console\'s sign-in)')
     .option('--debounce <duration>', 'wait after a change before pushing', '100ms')
     .option('--svid-ttl <duration>', "lifetime of the proxies' SVIDs (default 24h)")
-    .action(async (dir: string, o: { ca: string; host: string; port: string; adminPort: string; debounce: string; svidTtl?: string }) => {
+    .action(async (dir: string, o: { ca: string; host: string; port: string; adminPort: string; adminHost: string; adminTokenFile?: string; debounce: string; svidTtl?: string }) => {
       process.exitCode = await (await import('./control-plane.ts')).runControlPlane({ dir, ...o });
     });
   program
@@ -172,7 +174,7 @@ export function buildProgram(): Command {
     .argument('[dir]', 'mesh directory: mesh.yaml, Istio YAML, demo.yaml', 'examples/mesh')
     .option('--demo', 'run the scripted walk-through (mTLS or not; valid, expired, missing token), print a summary and exit')
     .option('--port <port>', "the control plane's mTLS port", '15012')
-    .option('--admin-port <port>', "the control plane's status port on 127.0.0.1", '15014')
+    .option('--admin-port <port>', "the control plane's admin port on 127.0.0.1: the console, status", '15014')
     .option('--svid-ttl <duration>', 'lifetime of the sidecars\' SVIDs (default 24h)')
     .action(async (dir: string, o: { demo?: boolean; port: string; adminPort: string; svidTtl?: string }) => {
       process.exitCode = await (await import('./up.ts')).runUp({ dir, ...o });
@@ -181,8 +183,9 @@ export function buildProgram(): Command {
     .command('status')
     .description('the control plane\'s proxies: config version and ACK state, certificate expiry; rejected files (exit 1 if anything is out of step)')
     .option('--admin <url>', "the control plane's admin address", 'http://127.0.0.1:15014')
+    .option('--admin-token-file <file>', "the admin port's token, where it is bound beyond loopback")
     .option('--json', 'machine-readable output')
-    .action(async (o: { admin: string; json?: boolean }) => {
+    .action(async (o: { admin: string; adminTokenFile?: string; json?: boolean }) => {
       emit(await (await import('./control-plane.ts')).runStatus(o));
     });
   const jwt = program.command('jwt').description('JSON Web Tokens');

@@ -71,7 +71,8 @@ export async function runUp(o: UpOptions): Promise<number> {
   const clients = mesh.demo.clients.map((c) => `  curl -x http://127.0.0.1:${c.outboundPort} http://${hostOf(mesh, mesh.demo.walkthrough?.server)}/headers   # as ${c.workload}`);
   say(['', 'the mesh is up; one line per request follows (Ctrl-C stops everything). Try:', ...clients,
     ...(mesh.demo.walkthrough === undefined ? [] : [`  curl http://${serverAddress(mesh, mesh.demo.walkthrough.server)}/headers   # outside the mesh, no certificate`]),
-    `  rampart status --admin http://127.0.0.1:${mesh.controlPlane?.adminPort ?? o.adminPort}`, ''].join('\n'));
+    `  rampart status --admin http://127.0.0.1:${mesh.controlPlane?.adminPort ?? o.adminPort}`,
+    `the console (workloads, policies, who may call what, live decisions): http://127.0.0.1:${mesh.controlPlane?.adminPort ?? o.adminPort}/console/`, ''].join('\n'));
   await interrupted;
   off();
   say('stopping: sidecars, control plane, apps');

@@ -17,7 +17,37 @@ export const CONTROL_PLANE_SERVICE_ACCOUNT = 'rampart-control-plane';
 export type ProxyMessage =
   | { readonly type: 'subscribe'; readonly workload: string }
   | { readonly type: 'ack'; readonly version: string; readonly certNotAfter?: string }
-  | { readonly type: 'nack'; readonly version: string; readonly error: string; readonly certNotAfter?: string };
+  | { readonly type: 'nack'; readonly version: string; readonly error: string; readonly certNotAfter?: string }
+  | { readonly type: 'access'; readonly entries: readonly ReportedAccess[]; readonly dropped?: number };
+
+/**
+ * One inbound decision as a proxy reports it on its stream (what Envoy's access log service receives): the access
+ * entry of the proxy's log, its time as text, and for a denial the full explanation of the decision as
+ * `rampart check` prints it, computed by the proxy from the request it decided.
+ */
+export interface ReportedAccess {
+  readonly kind: 'http' | 'tcp' | 'connection';
+  readonly time: string;
+  readonly durationMs: number;
+  readonly port: number;
+  readonly sourceIp?: string;
+  readonly sourcePrincipal?: string;
+  readonly mtls: boolean;
+  readonly method?: string;
+  readonly authority?: string;
+  readonly path?: string;
+  readonly status?: number;
+  readonly responseFlags: string;
+  readonly requestPrincipal?: string;
+  readonly decision: 'ALLOW' | 'DENY';
+  readonly decidedBy: string;
+  readonly policy: string | null;
+  readonly rule: number | null;
+  readonly reason: string;
+  readonly requestId?: string;
+  readonly configVersion: string;
+  readonly explanation?: string;
+}
 
 /** Control plane → proxy. */
 export type ControlMessage = { readonly type: 'snapshot' } & ProxySnapshot;

@@ -13,6 +13,8 @@ import { createCsr, generateKeyPair, privateKeyPem } from '../identity/x509.ts';
 import { formatDiagnostic } from '../resources/diagnostic.ts';
 import { findWorkload, type MeshWorkload } from '../resources/mesh-file.ts';
 import type { EventLog } from '../telemetry/jwks.ts';
+import { AdminHandler, isLoopbackHost } from './admin.ts';
+import { DecisionFeed, validReports } from './decision-feed.ts';
 import { buildMeshState, MeshStateError, proxySnapshot, type MeshState } from './snapshot.ts';
 import type { ConfigSource } from './source.ts';
 import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, PATH_CSR, PATH_STREAM, readLines, type ProxyMessage, type StatusReport, type ProxyStatus } from './protocol.ts';
@@ -27,7 +29,9 @@ import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, PATH_CSR, PATH_
  *   snapshots (NDJSON, one per line) and the proxy answers each with an ACK or a NACK carrying the error, as xDS does.
  *
  * Status (connected proxies, their config version and ACK state, certificate expiry) is served as JSON on a
- * separate plain-HTTP admin port on 127.0.0.1 (`GET /status`), which `rampart status` reads.
+ * separate plain-HTTP admin port on 127.0.0.1 (`GET /status`), which `rampart status` reads, with the console
+ * (admin.ts) under `/console/`. Proxies report their decisions on the same stream (`{"type":"access"}`), which the
+ * console shows live.
  */
 
 export class ControlPlaneError extends RampartError {}
@@ -38,8 +42,14 @@ export interface ControlPlaneOptions {
   /** Address and port of the mTLS port (0 picks a free port). */
   readonly host?: string;
   readonly port?: number;
-  /** Plain-HTTP admin port on 127.0.0.1 for status, readiness and metrics (absent: none; 0 picks one). */
+  /** Plain-HTTP admin port for status, readiness and the console (absent: none; 0 picks one). */
   readonly adminPort?: number;
+  /** Address of the admin port: 127.0.0.1 by default; any other address needs `adminToken`. */
+  readonly adminHost?: string;
+  /** The token the admin port asks for when it is bound beyond loopback. */
+  readonly adminToken?: string;
+  /** Decisions the console keeps (1,000). */
+  readonly consoleCapacity?: number;
   /** Wait after a change before reading and pushing (istiod's PILOT_DEBOUNCE_AFTER: 100 ms). */
   readonly debounceMs?: number;
   /** Lifetime of the SVIDs signed for proxies; the CA default (24 h) when absent. */
@@ -85,9 +95,16 @@ export class ControlPlane {
   #lastReadError: string | undefined;
   #rebuilding: Promise<void> | undefined;
   #again = false;
+  /** What proxies report, for the console. */
+  readonly decisions: DecisionFeed;
 
   constructor(options: ControlPlaneOptions) {
+    const host = options.adminHost ?? '127.0.0.1';
+    if (options.adminPort !== undefined && !isLoopbackHost(host) && (options.adminToken === undefined || options.adminToken === '')) {
+      throw new ControlPlaneError('ERR_ADMIN_TOKEN_REQUIRED', `the admin port would be bound to ${host}, beyond loopback, with no token: give one (--admin-token-file FILE) or bind it to 127.0.0.1`);
+    }
     this.#o = options;
+    this.decisions = new DecisionFeed(options.consoleCapacity);
   }
 
   get port(): number | undefined {
@@ -128,10 +145,14 @@ export class ControlPlane {
     });
     this.#server = server;
     if (this.#o.adminPort !== undefined) {
-      const admin = http.createServer((req, res) => this.#adminRequest(req, res));
+      const host = this.#o.adminHost ?? '127.0.0.1';
+      const handler = new AdminHandler({
+        status: () => this.status(), state: () => this.#state, ready: () => this.#server !== undefined && this.#state !== undefined, feed: this.decisions, now: () => new Date(),
+      }, { host, ...(this.#o.adminToken === undefined ? {} : { token: this.#o.adminToken }) });
+      const admin = http.createServer(handler.handle);
       await new Promise<void>((resolve, reject) => {
         admin.once('error', reject);
-        admin.listen(this.#o.adminPort, '127.0.0.1', () => resolve());
+        admin.listen(this.#o.adminPort, host, () => resolve());
       });
       this.#admin = admin;
     }
@@ -338,6 +359,11 @@ export class ControlPlane {
         this.#push(sub);
         return;
       }
+      if (msg.type === 'access') {
+        // Reports from an authenticated proxy, about its own workload only: the workload is the subscription's.
+        if (validReports(msg.entries)) this.decisions.add(`${sub.workload.namespace}/${sub.workload.name}`, sub.id, msg.entries, typeof msg.dropped === 'number' ? msg.dropped : 0);
+        return;
+      }
       if ((msg.type === 'ack' || msg.type === 'nack') && typeof msg.version === 'string') {
         if (typeof msg.certNotAfter === 'string') sub.certNotAfter = msg.certNotAfter;
         if (msg.type === 'ack') {
@@ -411,18 +437,6 @@ export class ControlPlane {
       proxies,
       controlPlane: { identity: this.identity.uri, port: this.port ?? null, certNotAfter: this.#svid?.notAfter.toISOString() ?? null },
     };
-  }
-
-  #adminRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
-    if (path === '/status') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(this.status(), null, 2)}\n`);
-    } else if (path === '/ready') {
-      const ready = this.#server !== undefined && this.#state !== undefined;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'LIVE\n' : 'NOT READY\n');
-    } else {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(`${JSON.stringify({ error: 'not found', endpoints: ['/status', '/ready'] })}\n`);
-    }
   }
 }
 

@@ -146,6 +146,7 @@ export class LocalMesh {
     this.#cp = new ControlPlane({ source, ca, log: cpLog, port: o.controlPlanePort, adminPort: o.adminPort, ...(o.svidTtlMs === undefined ? {} : { svidTtlMs: o.svidTtlMs }) });
     await this.#cp.start();
     o.say(`control plane on 127.0.0.1:${this.#cp.port} (status: rampart status --admin http://127.0.0.1:${this.#cp.adminPort})`);
+    o.say(`console: http://127.0.0.1:${this.#cp.adminPort}/console/`);
 
     await mkdir(join(this.#state, 'tokens'));
     const cmd = o.proxyCommand ?? { command: process.execPath, args: [...process.execArgv, process.argv[1]!] };

@@ -8,6 +8,7 @@ import type { JwtAuthenticator } from '../jwt/authenticator.ts';
 import type { TrustBundle } from '../identity/trust-bundle.ts';
 import { verifyTlsPeer } from '../identity/tls.ts';
 import type { Decision } from '../policy/decision.ts';
+import { formatDecision } from '../policy/explain.ts';
 import type { PolicyEngine, WorkloadPolicy } from '../policy/engine.ts';
 import { extractTokens } from '../policy/request-authn.ts';
 import type { CheckRequest, PreparedRequest } from '../policy/request.ts';
@@ -74,6 +75,11 @@ export interface AccessEntry {
   readonly reason: string;
   readonly requestId: string | undefined;
   readonly configVersion: string;
+  /**
+   * For a denial: the decision again with its trace, as `rampart check` prints it. Computed only when called (the
+   * sidecar calls it for the control plane's console, within its reporting budget); JSON leaves it out of log lines.
+   */
+  readonly explain?: () => string;
 }
 
 export interface InboundLimits {
@@ -382,7 +388,8 @@ export class InboundListener {
   #tcp(stream: Duplex, start: number): void {
     const info = this.#conns.get(stream)!;
     const st = this.#o.state();
-    const d = st.policy.decide(st.engine.prepare(this.#checkRequest(info)));
+    const prepared = st.engine.prepare(this.#checkRequest(info));
+    const d = st.policy.decide(prepared);
     let received = 0;
     let sent = 0;
     const log = (flags: string): void =>
@@ -390,6 +397,7 @@ export class InboundListener {
         kind: 'tcp', start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
         status: undefined, responseFlags: flags, bytesReceived: received, bytesSent: sent, requestPrincipal: undefined, decision: d.decision,
         decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason: d.reason, requestId: undefined, configVersion: st.version,
+        ...(d.decision === 'DENY' ? { explain: () => formatDecision(st.policy.decide(prepared, { trace: true })) } : {}),
       });
     if (d.decision === 'DENY') {
       log('-');
@@ -476,6 +484,7 @@ export class InboundListener {
     }
     const opts = st.jwt === undefined ? {} : { jwtVerifier: st.jwt };
     void checkExtAuthzHttp(cfg, extAuthzRequest(), this.#o.connect).then((answer) => {
+      ctx.extAuthz = answer.allow ? 'allow' : 'deny';
       if (answer.allow) {
         const after = st.policy.decide(prepared, { ...opts, extAuthz: 'allow' });
         // A request let on by failOpen says so in its access entry: the authorizer was never asked.
@@ -541,7 +550,15 @@ export class InboundListener {
       kind: 'http', start: ctx.start, durationMs: Date.now() - ctx.start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
       method: ctx.method, authority: ctx.authority ?? '', path: ctx.url, status, responseFlags: ctx.flags, bytesReceived: ctx.received, bytesSent: ctx.sent,
       requestPrincipal: ctx.principal, decision: d.decision, decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason, requestId: ctx.requestId, configVersion: st.version,
+      ...(d.decision === 'DENY' ? { explain: () => this.#explain(ctx) } : {}),
     });
+  }
+
+  /** The decision of a denied request decided again with its trace: the same inputs, the authorizer's same answer. */
+  #explain(ctx: RequestContext): string {
+    const { st, prepared } = ctx;
+    const opts = { trace: true, ...(st.jwt === undefined ? {} : { jwtVerifier: st.jwt }), ...(ctx.extAuthz === undefined ? {} : { extAuthz: ctx.extAuthz }) };
+    return formatDecision(st.policy.decide(prepared, opts));
   }
 
   /** The path forwarded: normalized as it was decided. */
@@ -894,5 +911,7 @@ interface RequestContext {
   received: number;
   sent: number;
   principal: string | undefined;
+  /** The CUSTOM provider's answer, once asked. */
+  extAuthz?: 'allow' | 'deny';
 }
 

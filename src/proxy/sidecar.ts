@@ -21,6 +21,7 @@ import { InboundListener, type AccessEntry, type InboundLimits, type InboundStat
 import { ProxyMetrics } from './metrics.ts';
 import { OutboundProxy, type ClientTls, type OutboundEntry, type Upstream } from './outbound.ts';
 import type { ControlPlaneClient } from './control-client.ts';
+import type { ReportedAccess } from '../control/protocol.ts';
 import { snapshotSources, type ProxySnapshot } from '../control/snapshot.ts';
 import type { SourceText } from '../resources/load.ts';
 import type { IstioIdentity, SpiffeId } from '../identity/spiffe-id.ts';
@@ -404,6 +405,8 @@ export class Sidecar {
     this.#metrics?.record(e);
     const w = this.#workload!;
     this.#o.accessLog(e, this.#workloadName ??= `${w.namespace}/${w.name}`);
+    const cp = this.#o.controlPlane;
+    if (cp !== undefined) cp.report(reportOf(e, cp.reporting));
   }
 
   async #startAdmin(port: number): Promise<void> {
@@ -467,4 +470,15 @@ export class Sidecar {
   get metricsRegistry(): ProxyMetrics['registry'] | undefined {
     return this.#metrics?.registry;
   }
+}
+
+/** Longest denial explanation reported: a trace over many policies is cut, the decision and its first steps stay. */
+const MAX_EXPLANATION_CHARS = 16 * 1024;
+
+/** An access entry as the control plane's console receives it; a denial explained only when it will be kept. */
+function reportOf(e: AccessEntry, explain: boolean): ReportedAccess {
+  const { start, explain: explainer, ...rest } = e;
+  let explanation = explain && explainer !== undefined ? explainer() : undefined;
+  if (explanation !== undefined && explanation.length > MAX_EXPLANATION_CHARS) explanation = `${explanation.slice(0, MAX_EXPLANATION_CHARS)}\n… (cut at ${MAX_EXPLANATION_CHARS} characters)`;
+  return { ...rest, time: new Date(start).toISOString(), ...(explanation === undefined ? {} : { explanation }) } as ReportedAccess;
 }
