@@ -1,43 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { freePort, waitUntil } from '../support/proxy.ts';
+import { waitUntil } from '../support/proxy.ts';
+import { BIN, exampleCopy, run } from '../support/up.ts';
 
 /**
  * `rampart up` as a user runs it, on a copy of examples/mesh whose ports and addresses are moved to free ones (the
  * example's fixed ports may be taken on a test machine).
  */
-
-const BIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'bin.ts');
-
-async function exampleCopy(): Promise<{ dir: string; args: string[]; ports: Record<string, number>; prefix: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'rampart-up-test-'));
-  await cp(join(import.meta.dirname, '..', '..', 'examples', 'mesh'), dir, { recursive: true });
-  const ports = { jwks: await freePort(), sleep: await freePort(), guest: await freePort(), app: await freePort(), cp: await freePort(), admin: await freePort() };
-  const prefix = `127.${20 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}.`;
-  for (const f of ['mesh.yaml', 'policies.yaml', 'demo.yaml']) {
-    const text = (await readFile(join(dir, f), 'utf8'))
-      .replaceAll('15180', String(ports.jwks)).replaceAll('15101', String(ports.sleep)).replaceAll('15102', String(ports.guest))
-      .replaceAll('18100', String(ports.app)).replaceAll('127.0.100.', prefix);
-    await writeFile(join(dir, f), text);
-  }
-  return { dir, args: [dir, '--port', String(ports.cp), '--admin-port', String(ports.admin)], ports, prefix };
-}
-
-function run(args: readonly string[]): { child: ReturnType<typeof spawn>; out: () => string; exit: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', BIN, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  // 'close', not 'exit': the exit can come before the last of the output has been read.
-  const exit = once(child, 'close').then(([code]) => code as number | null);
-  return { child, out: () => out, exit };
-}
 
 function get(o: http.RequestOptions): Promise<number | string> {
   return new Promise((resolve) => {
