@@ -1,5 +1,6 @@
 import type { PathSegment } from './diagnostic.ts';
 import type { Reporter } from './report.ts';
+import { closest } from './similar.ts';
 
 /**
  * Strict structural decoding of untyped YAML values: wrong types and unknown fields are errors,
@@ -34,7 +35,7 @@ export function decodeObject(
   }
   for (const key of Object.keys(value)) {
     if (!known.includes(key)) {
-      const hint = suggest(key, known);
+      const hint = closest(key, known);
       r.error([...path, key], 'ERR_FIELD_UNKNOWN', `unknown field "${key}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);
     }
   }
@@ -106,32 +107,4 @@ export function decodeEnum<T extends string>(r: Reporter, value: unknown, path: 
     return undefined;
   }
   return s as T;
-}
-
-/** Closest known key by edit distance, for "did you mean" hints on typos. */
-function suggest(key: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDist = 3;
-  for (const k of known) {
-    const d = editDistance(key.toLowerCase(), k.toLowerCase());
-    if (d < bestDist) {
-      best = k;
-      bestDist = d;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
-    }
-  }
-  return prev[b.length]!;
 }

@@ -1,6 +1,7 @@
 import { compareDiagnostics, type Diagnostic, type PathSegment } from './diagnostic.ts';
 import { decodeObject, decodeString, decodeStringMap, isPlainObject } from './decode.ts';
 import { decodeAuthorizationPolicy, decodePeerAuthentication, decodeRequestAuthentication } from './decode-kinds.ts';
+import { SECURITY_KINDS, securityLookalike } from './lookalike.ts';
 import { Reporter } from './report.ts';
 import { SECURITY_GROUP, SECURITY_VERSIONS, type ResourceMeta, type SecurityResource } from './types.ts';
 import { validateAuthorizationPolicy } from './validate-authorization-policy.ts';
@@ -20,8 +21,6 @@ export interface SourceText {
   readonly file: string;
   readonly text: string;
 }
-
-const SECURITY_KINDS = ['AuthorizationPolicy', 'PeerAuthentication', 'RequestAuthentication'] as const;
 
 export const DEFAULT_VALIDATION_CONTEXT: ValidationContext = { rootNamespace: 'istio-system' };
 
@@ -85,6 +84,12 @@ function decodeResource(
   const kind = typeof value['kind'] === 'string' ? value['kind'] : '';
   const [group, version] = apiVersion.includes('/') ? apiVersion.split('/', 2) : ['', apiVersion];
   if (group !== SECURITY_GROUP || !(SECURITY_KINDS as readonly string[]).includes(kind)) {
+    const look = securityLookalike(value);
+    if (look !== undefined) {
+      if (look.severity === 'error') r.error(look.path, look.code, look.message);
+      else r.warn(look.path, look.code, look.message);
+      return undefined;
+    }
     const what = kind === '' ? 'a document without kind' : `${apiVersion || '(no apiVersion)'} ${kind}`;
     r.notice([], 'NOTICE_KIND_SKIPPED', `skipped ${what}: not an Istio security resource`);
     return undefined;

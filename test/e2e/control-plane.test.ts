@@ -83,7 +83,7 @@ describe('control plane with three proxies (real processes)', { timeout: 180_000
   };
   const proxyArgs = async (workload: string, sa: string, extra: string[] = []): Promise<string[]> =>
     ['--workload', `default/${workload}`, '--control-plane', `https://127.0.0.1:${cpPort}`, '--token', await tokenFile(workload, sa), '--root-cert', join(dir, 'ca', 'root-cert.pem'), ...extra];
-  const status = async (): Promise<StatusReport> => JSON.parse((await get(adminPort, '/status', 'admin')).body) as StatusReport;
+  const status = async (): Promise<StatusReport> => JSON.parse((await get(adminPort, '/status', `127.0.0.1:${adminPort}`)).body) as StatusReport;
   /** Every one of `n` proxies connected and running the control plane's current version. */
   const allSynced = async (n: number): Promise<StatusReport> => {
     let last: StatusReport | undefined;
@@ -189,6 +189,37 @@ services:
     const [code] = (await once(out.child, 'exit')) as [number];
     assert.equal(code, 1);
     await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+  });
+
+  it('a misspelled kind or API group is rejected with a suggestion, not skipped: the DENY it carries stays enforced', async () => {
+    for (const [typo, expected] of [
+      [DENY_BLOCKED.replace('kind: AuthorizationPolicy', 'kind: AuthorisationPolicy'), /deny\.yaml:2: error .*kind: .*"AuthorisationPolicy" \(did you mean "AuthorizationPolicy"\?\)/],
+      [DENY_BLOCKED.replace('security.istio.io/v1', 'securty.istio.io/v1'), /deny\.yaml:1: error .*apiVersion: .*did you mean "security\.istio\.io\/v1"/],
+    ] as const) {
+      // The good DENY in force first, with nothing rejected.
+      await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+      const inForce = async (): Promise<boolean> => (await status()).rejected.length === 0 && (await get(upPort, '/blocked', 'httpbin.default:8000')).status === 403;
+      for (const end = Date.now() + 10_000; Date.now() < end && !(await inForce());) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(await inForce(), 'the good DENY in force before the typo');
+      const before = await allSynced(3);
+      await writeFile(join(cfg, 'deny.yaml'), typo);
+      let s: StatusReport | undefined;
+      for (const end = Date.now() + 10_000; Date.now() < end && s === undefined;) {
+        const x = await status();
+        if (x.rejected.length > 0) s = x;
+        else await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(s !== undefined, 'a rejection reported');
+      assert.equal(s.version, before.version, 'nothing pushed');
+      assert.match(s.rejected.join('\n'), expected);
+      assert.equal((await get(upPort, '/blocked', 'httpbin.default:8000')).status, 403, 'the DENY still applies');
+      const out = spawnRampart('status', ['--admin', `http://127.0.0.1:${adminPort}`]);
+      const [code] = (await once(out.child, 'exit')) as [number];
+      assert.equal(code, 1, 'rampart status exits 1 while a file is rejected');
+      await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+      for (const end = Date.now() + 10_000; Date.now() < end && (await status()).rejected.length > 0;) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual((await status()).rejected, []);
+    }
   });
 
   it('a mesh file that disappears is reported and changes nothing; it is read again when back', async () => {
