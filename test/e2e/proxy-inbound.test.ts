@@ -307,6 +307,17 @@ spec:
   assert.equal((await plain('/headers', { authorization: `Bearer ${await token()}` })).status, 200);
 });
 
+test('reload: a misspelled kind is refused with a suggestion, not skipped, and the DENY it carried still applies', async () => {
+  assert.equal((await mtls(sleepSvid, '/admin')).status, 403, 'the DENY in force before the change');
+  const typo = policies('PERMISSIVE', jwksUri).replace('kind: AuthorizationPolicy\nmetadata: {name: deny-admin', 'kind: AuthorisationPolicy\nmetadata: {name: deny-admin');
+  assert.notEqual(typo, policies('PERMISSIVE', jwksUri));
+  await writeFile(policyFile(), typo);
+  const rejected = await proxy.waitFor('config rejected', (l) => l['event'] === 'config-rejected' && /AuthorisationPolicy/.test(JSON.stringify(l['errors'])));
+  assert.match(JSON.stringify(rejected['errors']), /policies\.yaml:\d+.*did you mean \\"AuthorizationPolicy\\"/);
+  assert.equal((await mtls(sleepSvid, '/admin')).status, 403, 'the last good DENY still applies');
+  assert.equal((await mtls(sleepSvid, '/headers')).status, 200);
+});
+
 test('a first configuration with errors: the proxy exits 2 and names file, line and field; nothing listens', async () => {
   const { spawnSync } = await import('node:child_process');
   const bad = join(dir, 'bad');
