@@ -6,6 +6,7 @@ import { persistentLedger } from '../io/token-ledger.ts';
 import { ControlPlane } from '../control/server.ts';
 import { buildMeshState } from '../control/snapshot.ts';
 import { DirectorySource } from '../control/source.ts';
+import { lifetime } from './lifetime.ts';
 import { parseTtl } from './duration.ts';
 import type { CommandOutput } from './check.ts';
 
@@ -51,11 +52,8 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   }
   const adminUrl = `http://${urlHost(o.adminHost ?? '127.0.0.1')}:${cp.adminPort}`;
   log.info({ event: 'ready', port: cp.port, admin: cp.adminPort, console: `${adminUrl}/console/`, identity: cp.identity.uri, version: cp.state?.version }, `control plane ready on ${o.host}:${cp.port} (console: ${adminUrl}/console/, status: ${adminUrl}/status)`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
-  log.info({ event: 'stopping' }, 'stopping');
+  const reason = await lifetime().stopped;
+  log.info({ event: 'stopping', reason }, `stopping (${reason})`);
   await cp.stop();
   return 0;
 }

@@ -14,7 +14,7 @@ function emit(out: CommandOutput): void {
 type ProxyCliOptions = {
   mesh?: string; config?: string[]; workload: string; ca?: string; controlPlane?: string; token?: string; rootCert?: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean;
   outboundPort?: string; upstream?: string[]; idleTimeout?: string; headersTimeout?: string; requestTimeout?: string; maxHeaderBytes?: string;
-  maxHeaders?: string; maxConnections?: string; accessLog?: string; workers?: string;
+  maxHeaders?: string; maxConnections?: string; accessLog?: string; workers?: string; exitWithParent?: boolean;
 };
 
 export function buildProgram(): Command {
@@ -149,6 +149,7 @@ export function buildProgram(): Command {
     .option('--max-connections <n>', 'open connections per listener; new ones beyond it are closed (default 10000)')
     .option('--access-log <where>', 'stdout (default: a JSON line per request or connection) or off')
     .option('--workers <n>', 'processes sharing the listeners (node:cluster), each with its own SVID (default 1)')
+    .option('--exit-with-parent', 'stop, as on SIGTERM, when the process that started this one exits (rampart up sets it)')
     .action(async (o: ProxyCliOptions) => {
       process.exitCode = await (await import('./proxy.ts')).runProxy(o);
     });

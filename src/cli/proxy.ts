@@ -11,6 +11,7 @@ import { Sidecar } from '../proxy/sidecar.ts';
 import type { OutboundEntry, Upstream } from '../proxy/outbound.ts';
 import type { AccessEntry, InboundLimits } from '../proxy/inbound.ts';
 import { parseTtl } from './duration.ts';
+import { lifetime } from './lifetime.ts';
 
 export interface ProxyOptions {
   readonly mesh?: string;
@@ -39,6 +40,8 @@ export interface ProxyOptions {
   readonly accessLog?: string;
   /** Processes sharing the listeners (node:cluster); 1 by default. */
   readonly workers?: string;
+  /** Stop when the process that started this one exits (`rampart up` sets it for its sidecars). */
+  readonly exitWithParent?: boolean;
 }
 
 /**
@@ -157,7 +160,7 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     process.stderr.write('rampart proxy: give either --mesh, --config and --ca (local files), or --control-plane, --token and --root-cert\n');
     return 2;
   }
-  if (workers > 1 && cluster.isPrimary) return runPrimary(workers, adminPort, log, flush);
+  if (workers > 1 && cluster.isPrimary) return runPrimary(workers, adminPort, log, flush, o.exitWithParent === true);
   const inWorker = cluster.isWorker;
   const sidecar = new Sidecar({
     ...(inWorker ? { readyEvent: 'worker-ready' } : {}),
@@ -197,12 +200,9 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     });
     process.send?.({ type: 'ready', info: sidecar.readyInfo });
   }
-  await new Promise<void>((resolve) => {
-    const stop = (): void => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  log.info({ event: 'stopping' }, 'stopping: open connections finish');
+  // A worker is stopped by its primary; the primary (or a single process) by a signal or, if asked, its parent's exit.
+  const reason = await lifetime({ withParent: o.exitWithParent === true && !inWorker }).stopped;
+  log.info({ event: 'stopping', reason }, `stopping (${reason}): open connections finish`);
   await sidecar.stop();
   flush();
   // A worker's IPC channel would keep it alive.
@@ -215,7 +215,7 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
  * each new connection to one of them), each with its own SVID and configuration watch. The primary serves the admin
  * endpoint: metrics summed over the workers, readiness when all are ready, the rest from the first worker.
  */
-async function runPrimary(count: number, adminPort: number | undefined, log: EventLog, flush: () => void): Promise<number> {
+async function runPrimary(count: number, adminPort: number | undefined, log: EventLog, flush: () => void, withParent: boolean): Promise<number> {
   const aggregator = new AggregatorRegistry();
   const ready = new Map<number, Readonly<Record<string, unknown>>>();
   let stopping = false;
@@ -283,12 +283,9 @@ async function runPrimary(count: number, adminPort: number | undefined, log: Eve
   }
   const info = [...ready.values()][0] ?? {};
   log.info({ event: 'ready', ...info, workers: count, admin: (admin?.address() as AddressInfo | null)?.port }, `sidecar for ${String(info['workload'])} ready (${count} workers)`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
+  const reason = await lifetime({ withParent }).stopped;
   stopping = true;
-  log.info({ event: 'stopping' }, 'stopping: workers finish their open connections');
+  log.info({ event: 'stopping', reason }, `stopping (${reason}): workers finish their open connections`);
   await Promise.all(Object.values(cluster.workers ?? {}).map((w) => (w === undefined || w.isDead() ? undefined : new Promise<void>((r) => {
     w.once('exit', () => r());
     w.kill('SIGTERM');

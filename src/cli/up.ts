@@ -2,6 +2,7 @@ import { RampartError } from '../errors.ts';
 import { LocalMesh } from '../mesh/local-mesh.ts';
 import { accessLine, runWalkthrough, summaryTable, walkthroughSteps } from '../mesh/walkthrough.ts';
 import { parseTtl } from './duration.ts';
+import { lifetime } from './lifetime.ts';
 
 export interface UpOptions {
   readonly dir: string;
@@ -16,6 +17,8 @@ export interface UpOptions {
  * Ctrl-C; with --demo, the scripted walk-through and its summary instead, then a clean exit (1 if any step differs).
  */
 export async function runUp(o: UpOptions): Promise<number> {
+  // A terminal closed or a pipe whose reader died must not turn the next line into a crash that skips the cleanup.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
   const num = (v: string, flag: string): number => {
     const n = Number(v);
@@ -32,14 +35,14 @@ export async function runUp(o: UpOptions): Promise<number> {
   }
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopping ??= mesh.stop());
-  const interrupted = new Promise<'interrupted'>((resolve) => {
-    process.once('SIGINT', () => resolve('interrupted'));
-    process.once('SIGTERM', () => resolve('interrupted'));
-  });
+  // Whatever ends it — Ctrl-C, SIGTERM or SIGHUP to it or to npm, or its parent dying — every sidecar stops and every
+  // port is freed.
+  const life = lifetime({ withParent: true });
+  const interrupted = life.stopped.then((reason) => ({ reason }));
   say(`rampart up ${o.dir}: starting the control plane and the sidecars`);
   try {
     const started = await Promise.race([mesh.start().then(() => 'started' as const), interrupted]);
-    if (started === 'interrupted') {
+    if (started !== 'started') {
       await stop();
       return 130;
     }
@@ -73,9 +76,9 @@ export async function runUp(o: UpOptions): Promise<number> {
     ...(mesh.demo.walkthrough === undefined ? [] : [`  curl http://${serverAddress(mesh, mesh.demo.walkthrough.server)}/headers   # outside the mesh, no certificate`]),
     `  rampart status --admin http://127.0.0.1:${mesh.controlPlane?.adminPort ?? o.adminPort}`,
     `the console (workloads, policies, who may call what, live decisions): http://127.0.0.1:${mesh.controlPlane?.adminPort ?? o.adminPort}/console/`, ''].join('\n'));
-  await interrupted;
+  const { reason } = await interrupted;
   off();
-  say('stopping: sidecars, control plane, apps');
+  say(`${reason === 'parent-exited' ? 'the parent process exited; ' : ''}stopping: sidecars, control plane, apps`);
   await stop();
   return 0;
 }

@@ -156,7 +156,7 @@ export class LocalMesh {
       await writeFile(tokenFile, await ca.bootstrapToken(w.namespace, w.serviceAccount), { mode: 0o600 });
       const client = this.#demo.clients.find((c) => c.workload === ref);
       const args = [...cmd.args, 'proxy', '--workload', ref, '--control-plane', `https://127.0.0.1:${this.#cp.port}`, '--token', tokenFile,
-        '--root-cert', join(this.#state, 'ca', 'root-cert.pem'), ...(client === undefined ? [] : ['--outbound-port', String(client.outboundPort)])];
+        '--root-cert', join(this.#state, 'ca', 'root-cert.pem'), '--exit-with-parent', ...(client === undefined ? [] : ['--outbound-port', String(client.outboundPort)])];
       const child = spawn(cmd.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       const sc: SidecarProcess = { workload: w, child, ready: false, stderr: '' };
       this.#sidecars.push(sc);

@@ -9,7 +9,7 @@ import { freePort } from './proxy.ts';
 
 export const BIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'bin.ts');
 
-export async function exampleCopy(): Promise<{ dir: string; args: string[]; ports: Record<string, number>; prefix: string }> {
+export async function exampleCopy(): Promise<{ dir: string; args: string[]; ports: { jwks: number; sleep: number; guest: number; app: number; cp: number; admin: number }; prefix: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'rampart-up-test-'));
   await cp(join(import.meta.dirname, '..', '..', 'examples', 'mesh'), dir, { recursive: true });
   const ports = { jwks: await freePort(), sleep: await freePort(), guest: await freePort(), app: await freePort(), cp: await freePort(), admin: await freePort() };
