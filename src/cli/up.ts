@@ -72,7 +72,13 @@ export async function runUp(o: UpOptions): Promise<number> {
   }
   const off = mesh.onAccess((a) => say(accessLine(mesh.mesh, a)));
   const clients = mesh.demo.clients.map((c) => `  curl -x http://127.0.0.1:${c.outboundPort} http://${hostOf(mesh, mesh.demo.walkthrough?.server)}/headers   # as ${c.workload}`);
-  say(['', 'the mesh is up; one line per request follows (Ctrl-C stops everything). Try:', ...clients,
+  // The JWT path: a token from the local issuer, for the client that has no identity the policy accepts.
+  const issuer = mesh.demo.issuer;
+  const tokenClient = mesh.demo.clients.find((c) => c.workload === mesh.demo.walkthrough?.otherClient) ?? mesh.demo.clients.at(-1);
+  const jwtTry = issuer === undefined || tokenClient === undefined ? [] : [
+    `  curl -x http://127.0.0.1:${tokenClient.outboundPort} -H "authorization: Bearer $(curl -s http://${issuer.host}:${issuer.port}/token)" http://${hostOf(mesh, mesh.demo.walkthrough?.server)}/headers   # as ${tokenClient.workload}, with a JWT`,
+  ];
+  say(['', 'the mesh is up; one line per request follows (Ctrl-C stops everything). Try:', ...clients, ...jwtTry,
     ...(mesh.demo.walkthrough === undefined ? [] : [`  curl http://${serverAddress(mesh, mesh.demo.walkthrough.server)}/headers   # outside the mesh, no certificate`]),
     `  rampart status --admin http://127.0.0.1:${mesh.controlPlane?.adminPort ?? o.adminPort}`,
     `the console (workloads, policies, who may call what, live decisions): http://127.0.0.1:${mesh.controlPlane?.adminPort ?? o.adminPort}/console/`, ''].join('\n'));

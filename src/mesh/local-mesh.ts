@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { SignJWT, exportJWK } from 'jose';
 import { RampartError } from '../errors.ts';
 import { readLines } from '../control/protocol.ts';
+import { isLoopbackHost } from '../control/admin.ts';
 import { ControlPlane } from '../control/server.ts';
 import { buildMeshState } from '../control/snapshot.ts';
 import { DEMO_FILE_NAME, DirectorySource } from '../control/source.ts';
@@ -26,6 +27,9 @@ import { EMPTY_DEMO, parseDemoConfig, type DemoConfig } from './demo-config.ts';
  * token each); demo.yaml adds echo apps, client HTTP proxy ports and a local JWT issuer. Inbound access entries of
  * all sidecars come back as events, for the live lines and the walk-through.
  */
+
+/** Claims the demo issuer sets itself. */
+const REGISTERED_CLAIMS: readonly string[] = ['iss', 'aud', 'exp', 'iat', 'nbf', 'jti'];
 
 export class LocalMeshError extends RampartError {}
 
@@ -97,14 +101,17 @@ export class LocalMesh {
     return c.outboundPort;
   }
 
-  /** A token from the demo issuer: valid for an hour, or expired ten minutes ago. */
-  async token(kind: 'valid' | 'expired', subject = 'demo-user'): Promise<string> {
+  /**
+   * A token from the demo issuer: valid for `ttlSeconds` (an hour by default), or expired ten minutes ago; `claims`
+   * are added beside the registered ones, which they cannot replace.
+   */
+  async token(kind: 'valid' | 'expired', subject = 'demo-user', claims: Readonly<Record<string, string | string[]>> = {}, ttlSeconds = 3_600): Promise<string> {
     const issuer = this.#demo.issuer;
     if (issuer === undefined || this.#issuerKey === undefined) throw new LocalMeshError('ERR_DEMO_ISSUER', 'demo.yaml declares no issuer');
     const now = Math.floor(Date.now() / 1000);
     // Expired by more than the 60 s of clock skew that Envoy's JWT filter (and Rampart) tolerate.
-    const [iat, exp] = kind === 'valid' ? [now, now + 3_600] : [now - 3_600, now - 600];
-    return new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'demo' }).setIssuer(issuer.iss).setSubject(subject).setAudience(issuer.audience)
+    const [iat, exp] = kind === 'valid' ? [now, now + ttlSeconds] : [now - 3_600, now - 600];
+    return new SignJWT({ ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'demo' }).setIssuer(issuer.iss).setSubject(subject).setAudience(issuer.audience)
       .setIssuedAt(iat).setExpirationTime(exp).sign(this.#issuerKey);
   }
 
@@ -213,11 +220,39 @@ export class LocalMesh {
     this.#issuerKey = privateKey;
     const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'demo', alg: 'ES256', use: 'sig' }] });
     const server = http.createServer((req, res) => {
-      if (req.url === '/.well-known/jwks.json') res.writeHead(200, { 'content-type': 'application/json' }).end(jwks);
-      else res.writeHead(404).end();
+      const url = new URL(req.url ?? '/', 'http://issuer');
+      if (url.pathname === '/.well-known/jwks.json') res.writeHead(200, { 'content-type': 'application/json' }).end(jwks);
+      else if (url.pathname === '/token') void this.#mint(req, url).then(
+        (t) => res.writeHead(200, { 'content-type': 'application/jwt', 'cache-control': 'no-store' }).end(`${t}\n`),
+        (err: Error) => res.writeHead(400, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+      );
+      else res.writeHead(404, { 'content-type': 'text/plain' }).end('the demo issuer serves /.well-known/jwks.json and /token\n');
     });
     await this.#listen(server, issuer.port, issuer.host, `the demo issuer's JWKS port ${issuer.host}:${issuer.port}`);
     this.#o.say(`JWT issuer ${issuer.iss}: JWKS on http://${issuer.host}:${issuer.port}/.well-known/jwks.json`);
+  }
+
+  /**
+   * `GET /token?sub=NAME&ttl=SECONDS&expired=1&CLAIM=VALUE…`: a token to try the JWT path with. A demo issuer's
+   * convenience, so it answers only requests naming a loopback host (a web page cannot mint through DNS rebinding).
+   */
+  async #mint(req: http.IncomingMessage, url: URL): Promise<string> {
+    const host = /^(\[[^\]]+\]|[^:]+)/.exec(req.headers.host ?? '')?.[1] ?? '';
+    if (!isLoopbackHost(host)) throw new LocalMeshError('ERR_DEMO_TOKEN', `tokens are minted only for requests to 127.0.0.1 or localhost, not ${req.headers.host ?? '(no host)'}`);
+    const claims: Record<string, string | string[]> = {};
+    let sub = 'demo-user';
+    let ttl = 3_600;
+    for (const key of new Set(url.searchParams.keys())) {
+      const values = url.searchParams.getAll(key);
+      if (key === 'sub') sub = values[0] ?? sub;
+      else if (key === 'ttl') {
+        ttl = Number(values[0]);
+        if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86_400) throw new LocalMeshError('ERR_DEMO_TOKEN', `ttl: whole seconds from 1 to 86400, got ${values[0] ?? ''}`);
+      } else if (key === 'expired') continue;
+      else if (REGISTERED_CLAIMS.includes(key)) throw new LocalMeshError('ERR_DEMO_TOKEN', `${key} is set by the issuer; use sub, ttl, expired or claims of your own`);
+      else claims[key] = values.length === 1 ? values[0]! : values;
+    }
+    return this.token(url.searchParams.has('expired') ? 'expired' : 'valid', sub, claims, ttl);
   }
 
   async #startEchoApp(ref: string, port: number): Promise<void> {

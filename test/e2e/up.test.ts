@@ -66,6 +66,30 @@ describe('rampart up (real processes)', { timeout: 120_000 }, () => {
       assert.equal(await get({ host: '127.0.0.1', port: ports.guest, path: 'http://httpbin.default:8000/admin', headers: { host: 'httpbin.default:8000' } }), 403);
       await waitUntil('the live lines', () => (/sleep → httpbin {2}GET \/headers {2}200 ALLOW: allowed by default\/require-jwt-or-mtls rule 0 {2}\(mTLS\)/.test(r.out())
         && /guest → httpbin {2}GET \/admin {2}403 DENY: denied by default\/deny-admin rule 0/.test(r.out()) ? true : undefined), 15_000, () => `\n${r.out()}`);
+      // The JWT path from the printed line: a token minted by the local issuer lets guest in; an expired one is 401.
+      assert.match(r.out(), new RegExp(`curl -x http://127\\.0\\.0\\.1:${ports.guest} -H "authorization: Bearer \\$\\(curl -s http://127\\.0\\.0\\.1:${ports.jwks}/token\\)" http://httpbin\\.default:8000/headers   # as default/guest, with a JWT`));
+      const mint = async (query: string): Promise<{ status: number; body: string }> => {
+        const res = await fetch(`http://127.0.0.1:${ports.jwks}/token${query}`);
+        return { status: res.status, body: (await res.text()).trim() };
+      };
+      const minted = await mint('?sub=alice&groups=dev&groups=ops');
+      assert.equal(minted.status, 200);
+      const claims = JSON.parse(Buffer.from(minted.body.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+      assert.deepEqual([claims['iss'], claims['sub'], claims['aud'], claims['groups']], ['https://issuer.rampart.example', 'alice', 'httpbin', ['dev', 'ops']]);
+      assert.equal((claims['exp'] as number) - (claims['iat'] as number), 3_600);
+      const asGuest = (token: string): Promise<number | string> => get({ host: '127.0.0.1', port: ports.guest, path: 'http://httpbin.default:8000/headers', headers: { host: 'httpbin.default:8000', authorization: `Bearer ${token}` } });
+      assert.equal(await asGuest(minted.body), 200);
+      assert.equal(await asGuest((await mint('?expired=1')).body), 401);
+      await waitUntil('the JWT live line', () => (/guest → httpbin {2}GET \/headers {2}200 ALLOW: allowed by default\/require-jwt-or-mtls rule 1 {2}\(mTLS, JWT https:\/\/issuer\.rampart\.example\/alice\)/.test(r.out()) ? true : undefined), 10_000, () => `\n${r.out()}`);
+      assert.deepEqual(await mint('?exp=1'), { status: 400, body: 'exp is set by the issuer; use sub, ttl, expired or claims of your own' });
+      assert.equal((await mint('?ttl=0')).status, 400);
+      const rebound = await new Promise<number>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: ports.jwks, path: '/token', headers: { host: 'attacker.example' }, agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject);
+      });
+      assert.equal(rebound, 400, 'no token for a request naming another host');
       // rampart status against it: three proxies in sync.
       const status = spawn(process.execPath, ['--import', 'tsx', BIN, 'status', '--admin', `http://127.0.0.1:${ports.admin}`], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
