@@ -97,12 +97,14 @@ test('jwt decode: claims, principal and times; problems make exit 1; the signatu
   assert.equal(rampart(['jwt', 'decode', 'garbage']).code, 2);
 });
 
-test('check fetches a jwksUri over HTTPS (a real TLS server on 127.0.0.1, trusted through NODE_EXTRA_CA_CERTS)', async () => {
+test('check is offline by default; with --fetch-jwks it fetches a jwksUri over HTTPS (a real TLS server on 127.0.0.1, trusted through NODE_EXTRA_CA_CERTS)', async () => {
   const ca = await newCa();
   const leaf = await forgeLeaf({ issuer: ca.material, uris: [], dnsNames: ['localhost'] });
   const rootFile = join(dir, 'jwks-root.pem');
   writeFileSync(rootFile, ca.trustBundle.pem);
+  let served = 0;
   const server = https.createServer({ key: leaf.keyPem, cert: leaf.chainPem }, (req, res) => {
+    served++;
     // A redirect from https to plain http (where the keys could be swapped in transit) is never followed.
     if (req.url === '/downgrade') res.writeHead(302, { location: `http://localhost:${(server.address() as AddressInfo).port}/jwks.json` }).end();
     else res.writeHead(200, { 'content-type': 'application/json' }).end(readFileSync(JWKS));
@@ -117,16 +119,24 @@ test('check fetches a jwksUri over HTTPS (a real TLS server on 127.0.0.1, truste
       '  jwtRules:', `  - issuer: ${ISS}`, `    jwksUri: https://localhost:${port}/jwks.json`,
     ].join('\n'));
     const env = { ...process.env, NODE_EXTRA_CA_CERTS: rootFile };
-    const ok = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json'], env);
+    // Offline by default: nothing fetched, the token 401 as Envoy answers a missing key set, and a line saying why.
+    const offline = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json'], env);
+    assert.equal(offline.code, 1);
+    assert.equal(JSON.parse(offline.stdout).status, 401, offline.stdout);
+    assert.match(JSON.parse(offline.stdout).reason, /Jwks remote fetch is failed/);
+    assert.match(offline.stderr, new RegExp(`note: keys at https://localhost:${port}/jwks\\.json were not fetched \\(rampart check is offline unless --fetch-jwks\\), so the token got 401; give them with --jwks ISSUER=FILE, or allow fetching with --fetch-jwks`), offline.stderr);
+    assert.equal(served, 0, 'no request reached the key server');
+    const ok = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json', '--fetch-jwks'], env);
+    assert.equal(served, 1);
     assert.equal(JSON.parse(ok.stdout).decision, 'ALLOW', ok.stderr);
     assert.match(JSON.stringify(JSON.parse(ok.stdout).trace), /principal https:\/\/issuer\.rampart\.example\/alice/);
     // Without trusting that root, the fetch fails and the token fails closed.
-    const untrusted = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json'], { ...process.env, NODE_EXTRA_CA_CERTS: '' });
+    const untrusted = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json', '--fetch-jwks'], { ...process.env, NODE_EXTRA_CA_CERTS: '' });
     assert.equal(JSON.parse(untrusted.stdout).status, 401, untrusted.stdout);
     assert.match(JSON.parse(untrusted.stdout).reason, /Jwks remote fetch is failed/);
-    assert.match(untrusted.stderr, /could not be fetched: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)/, untrusted.stderr);
+    assert.match(untrusted.stderr, /could not be fetched \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)/, untrusted.stderr);
     writeFileSync(policies, readFileSync(policies, 'utf8').replace('/jwks.json', '/downgrade'));
-    const downgraded = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json'], env);
+    const downgraded = await rampartAsync(['check', '-c', policies, '-r', request(await sign({})), '--json', '--fetch-jwks'], env);
     assert.equal(JSON.parse(downgraded.stdout).status, 401, downgraded.stdout);
     assert.match(downgraded.stderr, /refused: a redirect from https to plain http/, downgraded.stderr);
   } finally {

@@ -9,6 +9,7 @@ import { collectJwtRules, extractTokens } from '../policy/request-authn.ts';
 import { formatDiagnostic } from '../resources/diagnostic.ts';
 import type { RequestAuthentication } from '../resources/types.ts';
 import { JwtAuthenticator } from '../jwt/authenticator.ts';
+import { KeyFetchRefused } from '../jwt/key-fetch.ts';
 import { KeyRegistry } from '../jwt/key-registry.ts';
 import { readJwksOverrides } from './jwks-overrides.ts';
 
@@ -20,6 +21,8 @@ export interface CheckOptions {
   readonly json?: boolean;
   /** `ISSUER=FILE`: that issuer's keys come from FILE (a JWKS) instead of the rule's jwks/jwksUri. */
   readonly jwks?: readonly string[];
+  /** Fetch jwksUri (and OIDC discovery) from the network; off by default, so a check answers the same anywhere. */
+  readonly fetchJwks?: boolean;
 }
 
 export interface CommandOutput {
@@ -63,6 +66,7 @@ export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
   const authns = cfg.resources.filter((r): r is RequestAuthentication => r.kind === 'RequestAuthentication');
   let jwtVerifier: JwtAuthenticator | undefined;
   const keyNotes: string[] = [];
+  const unfetched = new Map<string, string>();
   // Keys are loaded (and jwksUri fetched) only when the request carries a token some rule would find.
   const carriesToken = authns.length > 0 && extractTokens(collectJwtRules(authns), prepareRequest(request, cfg.mesh.pathNormalization)).length > 0;
   if (carriesToken) {
@@ -73,10 +77,17 @@ export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
       if (e instanceof RampartError) return bad(e.message);
       throw e;
     }
+    const offline = opts.fetchJwks !== true;
     const registry = await KeyRegistry.create(authns, {
       overrides,
+      // Offline by default: the answer must not depend on the network of the machine that asks.
+      ...(offline ? {
+        fetch: async (url: string) => {
+          throw new KeyFetchRefused(`rampart check does not fetch keys without --fetch-jwks (${url})`);
+        },
+      } : {}),
       onEvent: (e) => {
-        if (e.type === 'fetch-failed') keyNotes.push(`JWKS ${e.uri} could not be fetched: ${e.error}`);
+        if (e.type === 'fetch-failed') unfetched.set(e.uri, e.error);
       },
     });
     jwtVerifier = new JwtAuthenticator({ keysFor: (ref) => registry.keysFor(ref) });
@@ -86,6 +97,14 @@ export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
     ...(opts.extAuthz === undefined ? {} : { extAuthz: opts.extAuthz }),
     ...(jwtVerifier === undefined ? {} : { jwtVerifier }),
   });
+  // Said only where it changed the decision: a token met keys that were not there.
+  if (decision.reason.includes('Jwks remote fetch is failed')) {
+    for (const [uri, error] of unfetched) {
+      keyNotes.push(opts.fetchJwks === true
+        ? `note: keys at ${uri} could not be fetched (${error}), so the token got 401 as Envoy answers it; give them with --jwks ISSUER=FILE`
+        : `note: keys at ${uri} were not fetched (rampart check is offline unless --fetch-jwks), so the token got 401; give them with --jwks ISSUER=FILE, or allow fetching with --fetch-jwks`);
+    }
+  }
   warnings.push(...keyNotes);
   const stdout = opts.json === true ? JSON.stringify(decision, null, 2) : formatDecision(decision);
   return { exitCode: decision.decision === 'ALLOW' ? 0 : 1, stdout: stdout + '\n', stderr: warnings.length > 0 ? warnings.join('\n') + '\n' : '' };

@@ -45,8 +45,9 @@ export function buildProgram(): Command {
     .option('--mesh <file>', 'MeshConfig (Istio field names); default: Istio defaults')
     .addOption(new Option('--ext-authz <answer>', 'what a CUSTOM provider answers').choices(['allow', 'deny']))
     .option('--jwks <issuer=file...>', "verify that issuer's tokens with a local JWKS file instead of the rule's jwks/jwksUri")
+    .option('--fetch-jwks', 'fetch jwksUri keys from the network (off by default: without --jwks or an inline jwks, a token gets 401)')
     .option('--json', 'machine-readable output')
-    .action(async (o: { config: string[]; request: string; mesh?: string; extAuthz?: 'allow' | 'deny'; json?: boolean; jwks?: string[] }) => {
+    .action(async (o: { config: string[]; request: string; mesh?: string; extAuthz?: 'allow' | 'deny'; json?: boolean; jwks?: string[]; fetchJwks?: boolean }) => {
       emit(await (await import('./check.ts')).runCheck(o));
     });
 
