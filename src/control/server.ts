@@ -13,6 +13,7 @@ import { createCsr, generateKeyPair, privateKeyPem } from '../identity/x509.ts';
 import { formatDiagnostic } from '../resources/diagnostic.ts';
 import { findWorkload, type MeshWorkload } from '../resources/mesh-file.ts';
 import type { EventLog } from '../telemetry/jwks.ts';
+import { listenExplained } from '../io/listen.ts';
 import { AdminHandler, isLoopbackHost } from './admin.ts';
 import { DecisionFeed, validReports } from './decision-feed.ts';
 import { buildMeshState, MeshStateError, proxySnapshot, type MeshState } from './snapshot.ts';
@@ -139,10 +140,8 @@ export class ControlPlane {
       this.#sessions.add(session);
       session.once('close', () => this.#sessions.delete(session));
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.#o.port ?? 0, this.#o.host ?? '127.0.0.1', () => resolve());
-    });
+    // rampart control-plane and rampart up both move it with --port.
+    await listenExplained(server, this.#o.port ?? 0, this.#o.host ?? '127.0.0.1', { what: "the control plane's mTLS port", movedBy: '--port' });
     this.#server = server;
     if (this.#o.adminPort !== undefined) {
       const host = this.#o.adminHost ?? '127.0.0.1';
@@ -150,10 +149,13 @@ export class ControlPlane {
         status: () => this.status(), state: () => this.#state, ready: () => this.#server !== undefined && this.#state !== undefined, feed: this.decisions, now: () => new Date(),
       }, { host, ...(this.#o.adminToken === undefined ? {} : { token: this.#o.adminToken }) });
       const admin = http.createServer(handler.handle);
-      await new Promise<void>((resolve, reject) => {
-        admin.once('error', reject);
-        admin.listen(this.#o.adminPort, host, () => resolve());
-      });
+      try {
+        await listenExplained(admin, this.#o.adminPort, host, { what: "the control plane's admin port (console, status)", movedBy: '--admin-port' });
+      } catch (err) {
+        server.close();
+        this.#server = undefined;
+        throw err;
+      }
       this.#admin = admin;
     }
     this.#unwatch = this.#o.source.watch(() => this.#schedule());

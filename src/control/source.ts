@@ -1,6 +1,7 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { ConfigError } from '../errors.ts';
 import { readConfigSources } from '../io/config-files.ts';
 import type { SourceInput } from './snapshot.ts';
 
@@ -36,7 +37,12 @@ export class DirectorySource implements ConfigSource {
 
   async read(): Promise<SourceInput> {
     const meshFile = join(this.dir, MESH_FILE_NAME);
-    const meshText = await readFile(meshFile, 'utf8');
+    let meshText: string;
+    try {
+      meshText = await readFile(meshFile, 'utf8');
+    } catch (err) {
+      throw missingMesh(this.dir, meshFile, err);
+    }
     const all = await readConfigSources([this.dir]);
     return { mesh: { file: meshFile, text: meshText }, policies: all.filter((s) => resolve(s.file) !== meshFile && resolve(s.file) !== join(this.dir, DEMO_FILE_NAME)) };
   }
@@ -65,6 +71,22 @@ export class DirectorySource implements ConfigSource {
       clearInterval(poll);
     };
   }
+}
+
+/** What was expected where the mesh file could not be read, instead of a bare ENOENT. */
+function missingMesh(dir: string, meshFile: string, err: unknown): ConfigError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const expected = `a mesh directory holds ${MESH_FILE_NAME} (meshConfig, workloads, services) and the Istio YAML beside it, as examples/mesh does`;
+  const dirExists = (() => {
+    try {
+      return statSync(dir).isDirectory();
+    } catch {
+      return false;
+    }
+  })();
+  if (!dirExists) return new ConfigError('ERR_MESH_DIR_MISSING', `${dir}: no such directory; ${expected}`, { cause: err });
+  if (code === 'ENOENT') return new ConfigError('ERR_MESH_FILE_MISSING', `${meshFile}: not found; ${expected}`, { cause: err });
+  return new ConfigError('ERR_MESH_FILE_UNREADABLE', `${meshFile}: cannot be read (${code ?? (err as Error).message})`, { cause: err });
 }
 
 /** Names, sizes and modification times of everything under `dir`. */

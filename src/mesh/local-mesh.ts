@@ -12,9 +12,10 @@ import { readLines } from '../control/protocol.ts';
 import { isLoopbackHost } from '../control/admin.ts';
 import { ControlPlane } from '../control/server.ts';
 import { buildMeshState } from '../control/snapshot.ts';
-import { DEMO_FILE_NAME, DirectorySource } from '../control/source.ts';
+import { DEMO_FILE_NAME, DirectorySource, MESH_FILE_NAME } from '../control/source.ts';
 import { CertificateAuthority, createSelfSignedCa } from '../identity/ca.ts';
 import { writeCaDir } from '../io/ca-dir.ts';
+import { listenExplained, type ListenPurpose } from '../io/listen.ts';
 import { persistentLedger } from '../io/token-ledger.ts';
 import type { AccessEntry } from '../proxy/inbound.ts';
 import { findWorkload, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
@@ -182,7 +183,11 @@ export class LocalMesh {
     for (;;) {
       const failed = this.#sidecars.find((s) => s.child.exitCode !== null);
       if (failed !== undefined) {
-        throw new LocalMeshError('ERR_SIDECAR_FAILED', `the sidecar of ${failed.workload.namespace}/${failed.workload.name} exited (${failed.child.exitCode}): ${failed.stderr.trim()}`);
+        const ref = `${failed.workload.namespace}/${failed.workload.name}`;
+        // The sidecar names its flags; here they come from the mesh directory's files.
+        const where = failed.stderr.includes('--outbound-port') ? ` (rampart up sets it from the outboundPort of ${ref} in ${join(this.#o.dir, DEMO_FILE_NAME)})`
+          : failed.stderr.includes('in the mesh file') ? ` (rampart up reads ${join(this.#o.dir, MESH_FILE_NAME)})` : '';
+        throw new LocalMeshError('ERR_SIDECAR_FAILED', `the sidecar of ${ref} exited (${failed.child.exitCode}): ${failed.stderr.trim().replace(/^rampart proxy: /, '')}${where}`);
       }
       if (this.#sidecars.every((s) => s.ready)) return;
       if (Date.now() > end) throw new LocalMeshError('ERR_SIDECAR_TIMEOUT', `sidecars not ready after ${timeoutMs / 1000} s: ${this.#sidecars.filter((s) => !s.ready).map((s) => s.workload.name).join(', ')}`);
@@ -228,7 +233,7 @@ export class LocalMesh {
       );
       else res.writeHead(404, { 'content-type': 'text/plain' }).end('the demo issuer serves /.well-known/jwks.json and /token\n');
     });
-    await this.#listen(server, issuer.port, issuer.host, `the demo issuer's JWKS port ${issuer.host}:${issuer.port}`);
+    await this.#listen(server, issuer.port, issuer.host, { what: "the demo JWT issuer's port", movedBy: `issuer.listen in ${join(this.#o.dir, DEMO_FILE_NAME)}` });
     this.#o.say(`JWT issuer ${issuer.iss}: JWKS on http://${issuer.host}:${issuer.port}/.well-known/jwks.json`);
   }
 
@@ -268,16 +273,11 @@ export class LocalMesh {
         res.writeHead(200, { 'content-type': 'application/json' }).end(`${body}\n`);
       });
     });
-    await this.#listen(server, port, '127.0.0.1', `the app port 127.0.0.1:${port} of ${ref}`);
+    await this.#listen(server, port, '127.0.0.1', { what: `the demo app of ${ref}`, movedBy: `the targetPort of ${ref}'s port in ${join(this.#o.dir, MESH_FILE_NAME)}` });
   }
 
-  async #listen(server: http.Server, port: number, host: string, what: string): Promise<void> {
-    server.listen(port, host);
-    try {
-      await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
-    } catch (err) {
-      throw new LocalMeshError('ERR_PORT_IN_USE', `cannot listen on ${what}: ${(err as Error).message}`);
-    }
+  async #listen(server: http.Server, port: number, host: string, purpose: ListenPurpose): Promise<void> {
+    await listenExplained(server, port, host, purpose);
     this.#servers.push(server);
   }
 

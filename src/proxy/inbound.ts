@@ -4,6 +4,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import tls, { TLSSocket, type TlsOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { listenExplained } from '../io/listen.ts';
 import type { JwtAuthenticator } from '../jwt/authenticator.ts';
 import type { TrustBundle } from '../identity/trust-bundle.ts';
 import { verifyTlsPeer } from '../identity/tls.ts';
@@ -219,12 +220,10 @@ export class InboundListener {
   }
 
   listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(this.#o.port.port, this.#o.host, () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
+    const w = this.#o.workload;
+    return listenExplained(this.#server, this.#o.port.port, this.#o.host, {
+      what: `the inbound port ${this.#o.port.port} of ${w.namespace}/${w.name}`,
+      movedBy: `the address and ports of workload ${w.namespace}/${w.name} in the mesh file (or --host)`,
     });
   }
 

@@ -2,6 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { listenExplained } from '../io/listen.ts';
 import { RampartError } from '../errors.ts';
 import { clientTlsOptions } from '../identity/tls.ts';
 import type { Svid } from '../identity/svid.ts';
@@ -108,13 +109,13 @@ export class OutboundProxy {
       const server = http.createServer((req, res) => this.#proxyRequest(req, res));
       server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void this.#proxyConnect(req, socket, head));
       server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void this.#proxyUpgrade(req, socket, head));
-      await listenOn(server, this.#o.httpProxyPort);
+      await listenExplained(server, this.#o.httpProxyPort, '127.0.0.1', { what: "the app's outbound HTTP proxy port", movedBy: '--outbound-port' });
       this.#httpProxy = server;
       this.#ports.set('http-proxy', (server.address() as net.AddressInfo).port);
     }
     for (const u of this.#o.upstreams ?? []) {
       const server = net.createServer({ noDelay: true }, (socket) => void this.#upstream(u, socket));
-      await listenOn(server, u.listen);
+      await listenExplained(server, u.listen, '127.0.0.1', { what: `the upstream port ${u.listen}`, movedBy: '--upstream' });
       this.#servers.push(server);
       this.#ports.set(`upstream:${u.listen}`, (server.address() as net.AddressInfo).port);
     }
@@ -337,16 +338,6 @@ export class OutboundProxy {
     });
     req.pipe(up);
   }
-}
-
-function listenOn(server: net.Server, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
 }
 
 /** Bytes from the app (sent) and to it (received), counted as they pass. */

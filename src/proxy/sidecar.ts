@@ -9,6 +9,7 @@ import { istioSpiffeId } from '../identity/spiffe-id.ts';
 import { serverTlsOptions } from '../identity/tls.ts';
 import { TrustBundle } from '../identity/trust-bundle.ts';
 import { readCaDir } from '../io/ca-dir.ts';
+import { listenExplained } from '../io/listen.ts';
 import { readConfigSources } from '../io/config-files.ts';
 import { JwtAuthenticator } from '../jwt/authenticator.ts';
 import { KeyRegistry } from '../jwt/key-registry.ts';
@@ -411,10 +412,7 @@ export class Sidecar {
 
   async #startAdmin(port: number): Promise<void> {
     const server = http.createServer((req, res) => void this.#adminRequest(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, this.#o.adminHost ?? '127.0.0.1', () => resolve());
-    });
+    await listenExplained(server, port, this.#o.adminHost ?? '127.0.0.1', { what: "the sidecar's admin port", movedBy: '--admin-port' });
     this.#admin = server;
   }
 
