@@ -81,8 +81,13 @@ test('jwt decode: claims, principal and times; problems make exit 1; the signatu
   assert.match(good.stdout, /^exp +\S+ \(in 59m\d+s\)$/m);
   assert.match(good.stdout, /^signature  verified with /m);
   const unchecked = rampart(['jwt', 'decode', '-'], `Bearer ${await sign({})}\n`);
-  assert.equal(unchecked.code, 0);
+  assert.equal(unchecked.code, 3, 'not verified is not a success');
   assert.match(unchecked.stdout, /signature  not checked/);
+  assert.match(unchecked.stdout, /^UNVERIFIED: the signature was not checked, so this says nothing about whether the token is genuine; pass --jwks FILE \(no other problems found\)$/m);
+  assert.doesNotMatch(unchecked.stdout, /^no problems found$/m);
+  assert.equal((JSON.parse(rampart(['jwt', 'decode', await sign({}), '--json']).stdout) as { verified: boolean }).verified, false);
+  assert.equal((JSON.parse(rampart(['jwt', 'decode', await sign({}), '--jwks', JWKS, '--json']).stdout) as { verified: boolean }).verified, true);
+  assert.match(good.stdout, /^no problems found$/m);
   const expired = rampart(['jwt', 'decode', await sign({ exp: NOW - 120 }), '--jwks', JWKS, '--json']);
   assert.equal(expired.code, 1);
   const j = JSON.parse(expired.stdout) as { problems: string[]; signature: string };

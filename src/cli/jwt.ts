@@ -24,7 +24,8 @@ function when(seconds: unknown, now: number): string {
 /**
  * `rampart jwt decode TOKEN|-`: header, claims, times in human form, and every reason Rampart (as Envoy) would
  * refuse the token. Decoding is not verifying: without --jwks the signature is not checked, and it says so.
- * Exit 0 when nothing would fail, 1 otherwise, 2 when the input is not a token at all.
+ * Exit 0 when the signature verified and nothing would fail, 1 when something would fail, 2 when the input is not a
+ * token at all, 3 when nothing else would fail but the signature was not checked (no --jwks).
  */
 export async function runJwtDecode(o: JwtDecodeOptions): Promise<CommandOutput> {
   const now = o.now ?? Date.now();
@@ -75,9 +76,13 @@ export async function runJwtDecode(o: JwtDecodeOptions): Promise<CommandOutput> 
   const iss = typeof payload['iss'] === 'string' ? payload['iss'] : undefined;
   const sub = typeof payload['sub'] === 'string' ? payload['sub'] : undefined;
   const principal = iss !== undefined && sub !== undefined ? `${iss}/${sub}` : undefined;
+  // "Nothing would fail" is only said of a token whose signature was checked: an unverified decode exits 3, so
+  // `rampart jwt decode T && …` never reads as "this token is good".
+  const verified = o.jwks !== undefined && !signature.startsWith('FAILED');
+  const exitCode = problems.length > 0 ? 1 : verified ? 0 : 3;
   if (o.json === true) {
-    const out = { header, claims: payload, principal, audiences: audiencesOf(payload), signature, problems, notes };
-    return { exitCode: problems.length > 0 ? 1 : 0, stdout: JSON.stringify(out, null, 2) + '\n', stderr: '' };
+    const out = { header, claims: payload, principal, audiences: audiencesOf(payload), signature, verified, problems, notes };
+    return { exitCode, stdout: JSON.stringify(out, null, 2) + '\n', stderr: '' };
   }
   const lines = [
     `header     ${JSON.stringify(header)}`,
@@ -88,6 +93,7 @@ export async function runJwtDecode(o: JwtDecodeOptions): Promise<CommandOutput> 
   for (const k of ['iat', 'nbf', 'exp'] as const) if (payload[k] !== undefined) lines.push(`${k.padEnd(10)} ${when(payload[k], now)}`);
   lines.push(`signature  ${signature}`);
   for (const n of notes) lines.push(`note: ${n}`);
-  lines.push(problems.length === 0 ? 'no problems found' : problems.map((p) => `would fail: ${p}`).join('\n'));
-  return { exitCode: problems.length > 0 ? 1 : 0, stdout: lines.join('\n') + '\n', stderr: '' };
+  if (problems.length > 0) lines.push(problems.map((p) => `would fail: ${p}`).join('\n'));
+  else lines.push(verified ? 'no problems found' : 'UNVERIFIED: the signature was not checked, so this says nothing about whether the token is genuine; pass --jwks FILE (no other problems found)');
+  return { exitCode, stdout: lines.join('\n') + '\n', stderr: '' };
 }

@@ -1,6 +1,7 @@
 import type { Diagnostic } from '../resources/diagnostic.ts';
 import type { MeshSettings } from '../resources/mesh-config.ts';
 import type { AuthorizationPolicy, Rule, SecurityResource, Source, Operation, WorkloadSelector } from '../resources/types.ts';
+import { closest } from '../resources/similar.ts';
 import { hasTargetRefs, selectorMatches, type Workload } from './selection.ts';
 
 /**
@@ -32,6 +33,7 @@ export function analyze(resources: readonly SecurityResource[], mesh: MeshSettin
       }
     }
     if (r.kind !== 'AuthorizationPolicy') continue;
+    if (r.spec.action === 'CUSTOM') customProvider(r, mesh, warn);
     const rules = r.spec.rules ?? [];
     rules.forEach((rule, i) => {
       if (rule === null) return;
@@ -70,6 +72,25 @@ export function analyze(resources: readonly SecurityResource[], mesh: MeshSettin
     }
   }
   return out;
+}
+
+/**
+ * A CUSTOM policy's provider must be one of meshConfig.extensionProviders: for a name it cannot find istiod builds
+ * DENY rules from the policy's rules, so every request they match is denied (the engine decides the same).
+ */
+function customProvider(r: AuthorizationPolicy, mesh: MeshSettings, warn: (r: SecurityResource, code: string, message: string, path?: string, line?: number) => void): void {
+  const name = r.spec.provider?.name;
+  if (name === undefined || name === '') return;
+  const line = r.lineOf(['spec', 'provider', 'name']);
+  const provider = mesh.extensionProviders.find((p) => p.name === name);
+  if (provider === undefined) {
+    const names = mesh.extensionProviders.map((p) => p.name);
+    const hint = closest(name, names);
+    const known = names.length === 0 ? 'the mesh config defines no extensionProviders (validate a mesh directory, or pass --mesh)' : `defined: ${names.join(', ')}`;
+    warn(r, 'WARN_CUSTOM_PROVIDER_UNDEFINED', `provider "${name}" is not in meshConfig.extensionProviders${hint === undefined ? '' : ` (did you mean "${hint}"?)`}; ${known}. istiod turns its rules into DENY rules (fail closed), so every request they match is denied`, 'spec.provider.name', line);
+  } else if (provider.type !== 'envoyExtAuthzHttp') {
+    warn(r, 'WARN_CUSTOM_PROVIDER_UNSUPPORTED', `provider "${name}" is ${provider.type}; Rampart's sidecar calls envoyExtAuthzHttp providers only, and fails closed (403) on the others`, 'spec.provider.name', line);
+  }
 }
 
 /** Whether a policy turns away requests without a verified token: DENY with notRequestPrincipals, or ALLOW whose every rule needs one. */
