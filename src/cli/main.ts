@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import type { CommandOutput } from './check.ts';
 import { KEY_TYPES, type KeyType } from '../identity/key-types.ts';
+import { closest } from '../resources/similar.ts';
 
 // Each command loads its modules when it runs: `rampart cert inspect` need not load the policy engine, and
 // `rampart check` need not load the certificate code.
@@ -214,5 +215,39 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: readonly string[]): Promise<void> {
-  await buildProgram().parseAsync([...argv]);
+  const program = buildProgram();
+  unknownOptionsFirst(program, argv.slice(2));
+  await program.parseAsync([...argv]);
+}
+
+/**
+ * Commander checks required options before unknown ones, so `rampart check --polcy p.yaml` said "-c not specified"
+ * about an option that was only misspelled. A misspelled option is the actual mistake: it is reported first, with
+ * commander's own "did you mean".
+ */
+function unknownOptionsFirst(program: Command, args: readonly string[]): void {
+  let cmd = program;
+  let i = 0;
+  for (; i < args.length; i++) {
+    const sub = cmd.commands.find((c) => c.name() === args[i] || c.aliases().includes(args[i]!));
+    if (sub === undefined) break;
+    cmd = sub;
+  }
+  const known = new Set<string>(['-h', '--help']);
+  for (const c of [cmd, program]) {
+    for (const o of c.options) {
+      if (o.long !== undefined) known.add(o.long);
+      if (o.short !== undefined) known.add(o.short);
+      if (o.negate && o.long !== undefined) known.add(o.long);
+    }
+  }
+  for (const arg of args.slice(i)) {
+    if (arg === '--') return;
+    if (!arg.startsWith('-') || arg.length < 2 || /^-\d/.test(arg)) continue;
+    const flag = arg.startsWith('--') ? arg.split('=', 1)[0]! : arg.slice(0, 2);
+    if (!known.has(flag)) {
+      const hint = flag.startsWith('--') ? closest(flag, [...known].filter((k) => k.startsWith('--'))) : undefined;
+      cmd.error(`error: unknown option '${flag}'${hint === undefined ? '' : `\n(Did you mean ${hint}?)`}`, { code: 'commander.unknownOption', exitCode: 2 });
+    }
+  }
 }

@@ -185,6 +185,13 @@ const NONE = '(absent)';
 const quote = (s: string | undefined): string => (s === undefined ? NONE : JSON.stringify(s));
 const peerText = (r: PreparedRequest): string =>
   r.peer === undefined ? '(no peer identity: plaintext connection)' : JSON.stringify(r.peer.slice('spiffe://'.length));
+/** The namespace a namespaces rule compares, with the principal it was read from (the match is on /ns/<v>/ in it). */
+const namespaceText = (r: PreparedRequest): string => {
+  if (r.peer === undefined) return '(no peer identity: plaintext connection)';
+  const principal = r.peer.slice('spiffe://'.length);
+  const ns = /\/ns\/([^/]*)\//.exec(r.peer)?.[1];
+  return ns === undefined ? `(no namespace in ${JSON.stringify(principal)})` : `${JSON.stringify(ns)} (of ${JSON.stringify(principal)})`;
+};
 const ipText = (ip: ParsedIp | undefined): string => (ip === undefined ? NONE : ip.text);
 const noJwt = '(no verified JWT)';
 
@@ -377,7 +384,7 @@ function buildAttribute(key: string, env: CompileEnv): AttributeSpec {
         compile: stringSet((r) => r.peer, 'r.peer', { prefix: 'spiffe://' }),
       };
     case 'source.namespace':
-      return { attribute: key, httpOnly: false, actual: peerText, compile: namespaceSet };
+      return { attribute: key, httpOnly: false, actual: namespaceText, compile: namespaceSet };
     case 'source.serviceAccount':
       return { attribute: key, httpOnly: false, actual: peerText, compile: perValue((v) => serviceAccountTest(v, env)) };
     case 'source.trustDomain':

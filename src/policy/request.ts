@@ -1,3 +1,4 @@
+import { closest } from '../resources/similar.ts';
 import { RequestError } from '../errors.ts';
 import { parseIp, type ParsedIp } from '../match/cidr.ts';
 import { normalizePath, rejectionStatus, type PathNormalization } from '../match/path-normalize.ts';
@@ -97,10 +98,19 @@ export function parseCheckRequest(value: unknown): CheckRequest {
   const optString = (o: Record<string, unknown>, key: string, path: string): void => {
     if (o[key] !== undefined && typeof o[key] !== 'string') throw new RequestError(`${path}.${key}`, 'must be a string');
   };
+  // Unknown fields are errors everywhere, as in resources: "heders" would otherwise drop every header silently.
+  const fields = (o: Record<string, unknown>, path: string, known: readonly string[]): void => {
+    for (const k of Object.keys(o)) {
+      if (known.includes(k)) continue;
+      const hint = closest(k, known);
+      throw new RequestError(path === '' ? k : `${path}.${k}`, `unknown field${hint === undefined ? '' : ` (did you mean "${hint}"?)`}; expected one of ${known.join(', ')}`);
+    }
+  };
+  if (Array.isArray(value)) throw new RequestError('request', 'is a list: rampart check decides one request; run a list of requests with their expected decisions as a suite (rampart test)');
   const top = obj(value, 'request');
-  const known = ['destination', 'source', 'remoteIp', 'sni', 'http', 'auth'];
-  for (const k of Object.keys(top)) if (!known.includes(k)) throw new RequestError(k, `unknown field (expected one of ${known.join(', ')})`);
+  fields(top, '', ['destination', 'source', 'remoteIp', 'sni', 'http', 'auth']);
   const dest = obj(top['destination'] ?? {}, 'destination');
+  fields(dest, 'destination', ['namespace', 'labels', 'ip', 'port']);
   optString(dest, 'namespace', 'destination');
   optString(dest, 'ip', 'destination');
   if (dest['labels'] !== undefined) {
@@ -113,6 +123,7 @@ export function parseCheckRequest(value: unknown): CheckRequest {
   }
   if (top['source'] !== undefined) {
     const src = obj(top['source'], 'source');
+    fields(src, 'source', ['principal', 'ip']);
     optString(src, 'principal', 'source');
     optString(src, 'ip', 'source');
     if (typeof src['principal'] === 'string' && src['principal'].startsWith('spiffe://')) {
@@ -130,6 +141,7 @@ export function parseCheckRequest(value: unknown): CheckRequest {
   if (typeof top['remoteIp'] === 'string' && parseIp(top['remoteIp']) === undefined) throw new RequestError('remoteIp', `"${top['remoteIp']}" is not an IP address`);
   if (top['http'] !== undefined) {
     const http = obj(top['http'], 'http');
+    fields(http, 'http', ['method', 'host', 'path', 'headers']);
     if (typeof http['method'] !== 'string' || http['method'] === '') throw new RequestError('http.method', 'is required');
     if (typeof http['path'] !== 'string' || http['path'] === '') throw new RequestError('http.path', 'is required (the raw request target, e.g. "/ip?x=1")');
     optString(http, 'host', 'http');
@@ -143,6 +155,7 @@ export function parseCheckRequest(value: unknown): CheckRequest {
   }
   if (top['auth'] !== undefined) {
     const auth = obj(top['auth'], 'auth');
+    fields(auth, 'auth', ['principal', 'audiences', 'presenter', 'claims']);
     optString(auth, 'principal', 'auth');
     optString(auth, 'presenter', 'auth');
     const aud = auth['audiences'];
