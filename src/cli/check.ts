@@ -65,7 +65,6 @@ export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
   // Raw tokens are verified against the rules' keys: inline jwks, --jwks files, or jwksUri fetched once.
   const authns = cfg.resources.filter((r): r is RequestAuthentication => r.kind === 'RequestAuthentication');
   let jwtVerifier: JwtAuthenticator | undefined;
-  const keyNotes: string[] = [];
   const unfetched = new Map<string, string>();
   // Keys are loaded (and jwksUri fetched) only when the request carries a token some rule would find.
   const carriesToken = authns.length > 0 && extractTokens(collectJwtRules(authns), prepareRequest(request, cfg.mesh.pathNormalization)).length > 0;
@@ -100,12 +99,11 @@ export async function runCheck(opts: CheckOptions): Promise<CommandOutput> {
   // Said only where it changed the decision: a token met keys that were not there.
   if (decision.reason.includes('Jwks remote fetch is failed')) {
     for (const [uri, error] of unfetched) {
-      keyNotes.push(opts.fetchJwks === true
+      warnings.push(opts.fetchJwks === true
         ? `note: keys at ${uri} could not be fetched (${error}), so the token got 401 as Envoy answers it; give them with --jwks ISSUER=FILE`
         : `note: keys at ${uri} were not fetched (rampart check is offline unless --fetch-jwks), so the token got 401; give them with --jwks ISSUER=FILE, or allow fetching with --fetch-jwks`);
     }
   }
-  warnings.push(...keyNotes);
   const stdout = opts.json === true ? JSON.stringify(decision, null, 2) : formatDecision(decision);
   return { exitCode: decision.decision === 'ALLOW' ? 0 : 1, stdout: stdout + '\n', stderr: warnings.length > 0 ? warnings.join('\n') + '\n' : '' };
 }

@@ -170,16 +170,20 @@ services:
     throw new Error(`the control plane never left version ${version}`);
   }
 
+  /** The status once it reports a rejected file (10 s at most). */
+  async function firstRejection(): Promise<StatusReport> {
+    for (const end = Date.now() + 10_000; Date.now() < end;) {
+      const x = await status();
+      if (x.rejected.length > 0) return x;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('no rejection reported within 10 s');
+  }
+
   it('an invalid change is rejected, reported, and the last good configuration stays enforced', async () => {
     const before = await allSynced(3);
     await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED.replace('action: DENY', 'action: DENNY'));
-    let s: StatusReport | undefined;
-    for (const end = Date.now() + 10_000; Date.now() < end && s === undefined;) {
-      const x = await status();
-      if (x.rejected.length > 0) s = x;
-      else await new Promise((r) => setTimeout(r, 50));
-    }
-    assert.ok(s !== undefined, 'a rejection reported');
+    const s = await firstRejection();
     assert.equal(s.version, before.version, 'nothing pushed');
     assert.match(s.rejected.join('\n'), /deny\.yaml:5: error .*spec\.action/);
     await cp.waitFor('config-rejected logged', (l) => l['event'] === 'config-rejected');
@@ -203,13 +207,7 @@ services:
       assert.ok(await inForce(), 'the good DENY in force before the typo');
       const before = await allSynced(3);
       await writeFile(join(cfg, 'deny.yaml'), typo);
-      let s: StatusReport | undefined;
-      for (const end = Date.now() + 10_000; Date.now() < end && s === undefined;) {
-        const x = await status();
-        if (x.rejected.length > 0) s = x;
-        else await new Promise((r) => setTimeout(r, 50));
-      }
-      assert.ok(s !== undefined, 'a rejection reported');
+      const s = await firstRejection();
       assert.equal(s.version, before.version, 'nothing pushed');
       assert.match(s.rejected.join('\n'), expected);
       assert.equal((await get(upPort, '/blocked', 'httpbin.default:8000')).status, 403, 'the DENY still applies');

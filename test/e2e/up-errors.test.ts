@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { exampleCopy, run } from '../support/up.ts';
+import { exampleCopy, refused, run } from '../support/up.ts';
 
 /**
  * `rampart up` meeting a taken port or a missing directory: exit 2 with one line that names the port, what it is
@@ -18,17 +17,6 @@ async function holder(host: string, port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${port}, '${host}', () => console.log('held'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
   await once(child.stdout!, 'data');
   return child;
-}
-
-function refused(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once('error', () => resolve(true));
-  });
 }
 
 describe('rampart up: port conflicts and a missing directory (real processes)', { timeout: 240_000 }, () => {

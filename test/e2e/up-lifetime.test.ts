@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { waitUntil } from '../support/proxy.ts';
-import { exampleCopy } from '../support/up.ts';
+import { exampleCopy, refused } from '../support/up.ts';
 
 /**
  * `npm start` stopped every way a user or a supervisor stops it — a signal to the npm process itself, npm killed
@@ -49,17 +48,6 @@ function descendants(pid: number): number[] {
 function alive(pid: number): boolean {
   const info = processTable().get(pid);
   return info !== undefined && info.state !== 'Z';
-}
-
-function refused(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
-  });
 }
 
 async function waitFor(what: string, f: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
