@@ -184,7 +184,7 @@ function digest(text: string): Buffer {
 }
 
 /** The name part of a Host header (`[::1]:8080` → `[::1]`, `localhost:80` → `localhost`). */
-function hostnameOf(host: string | undefined): string | undefined {
+export function hostnameOf(host: string | undefined): string | undefined {
   if (host === undefined || host === '') return undefined;
   const m = /^(\[[^\]]+\]|[^:]+)(?::\d+)?$/.exec(host);
   return m?.[1]?.toLowerCase();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { SignJWT, exportJWK } from 'jose';
 import { RampartError } from '../errors.ts';
 import { readLines } from '../control/protocol.ts';
-import { isLoopbackHost } from '../control/admin.ts';
+import { hostnameOf, isLoopbackHost } from '../control/admin.ts';
 import { ControlPlane } from '../control/server.ts';
 import { buildMeshState } from '../control/snapshot.ts';
 import { DEMO_FILE_NAME, DirectorySource, MESH_FILE_NAME } from '../control/source.ts';
@@ -242,8 +242,8 @@ export class LocalMesh {
    * convenience, so it answers only requests naming a loopback host (a web page cannot mint through DNS rebinding).
    */
   async #mint(req: http.IncomingMessage, url: URL): Promise<string> {
-    const host = /^(\[[^\]]+\]|[^:]+)/.exec(req.headers.host ?? '')?.[1] ?? '';
-    if (!isLoopbackHost(host)) throw new LocalMeshError('ERR_DEMO_TOKEN', `tokens are minted only for requests to 127.0.0.1 or localhost, not ${req.headers.host ?? '(no host)'}`);
+    const host = hostnameOf(req.headers.host);
+    if (host === undefined || !isLoopbackHost(host)) throw new LocalMeshError('ERR_DEMO_TOKEN', `tokens are minted only for requests to 127.0.0.1 or localhost, not ${req.headers.host ?? '(no host)'}`);
     const claims: Record<string, string | string[]> = {};
     let sub = 'demo-user';
     let ttl = 3_600;
