@@ -39,6 +39,16 @@ function get(port: number, path: string, host: string): Promise<{ status: number
   });
 }
 
+/**
+ * Replaces a configuration file whole (a temporary name, then a rename), as editors save: an in-place write is a
+ * truncation and then the text, and a watcher woken between the two — under load, past the debounce — reads an
+ * empty, valid file.
+ */
+async function replaceFile(file: string, text: string): Promise<void> {
+  await writeFile(`${file}.tmp`, text);
+  await rename(`${file}.tmp`, file);
+}
+
 const STRICT = `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: default}
@@ -152,7 +162,7 @@ services:
   it('a policy change reaches every proxy and decides the next request', async () => {
     const before = await status();
     assert.equal((await get(upPort, '/blocked', 'httpbin.default:8000')).status, 200);
-    await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+    await replaceFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
     const s = await allSyncedAfter(before.version);
     assert.notEqual(s.version, before.version);
     assert.equal((await get(upPort, '/blocked', 'httpbin.default:8000')).status, 403);
@@ -182,7 +192,7 @@ services:
 
   it('an invalid change is rejected, reported, and the last good configuration stays enforced', async () => {
     const before = await allSynced(3);
-    await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED.replace('action: DENY', 'action: DENNY'));
+    await replaceFile(join(cfg, 'deny.yaml'), DENY_BLOCKED.replace('action: DENY', 'action: DENNY'));
     const s = await firstRejection();
     assert.equal(s.version, before.version, 'nothing pushed');
     assert.match(s.rejected.join('\n'), /deny\.yaml:5: error .*spec\.action/);
@@ -192,7 +202,7 @@ services:
     const out = spawnRampart('status', ['--admin', `http://127.0.0.1:${adminPort}`]);
     const [code] = (await once(out.child, 'exit')) as [number];
     assert.equal(code, 1);
-    await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+    await replaceFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
   });
 
   it('a misspelled kind or API group is rejected with a suggestion, not skipped: the DENY it carries stays enforced', async () => {
@@ -201,12 +211,12 @@ services:
       [DENY_BLOCKED.replace('security.istio.io/v1', 'securty.istio.io/v1'), /deny\.yaml:1: error .*apiVersion: .*did you mean "security\.istio\.io\/v1"/],
     ] as const) {
       // The good DENY in force first, with nothing rejected.
-      await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+      await replaceFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
       const inForce = async (): Promise<boolean> => (await status()).rejected.length === 0 && (await get(upPort, '/blocked', 'httpbin.default:8000')).status === 403;
       for (const end = Date.now() + 10_000; Date.now() < end && !(await inForce());) await new Promise((r) => setTimeout(r, 50));
       assert.ok(await inForce(), 'the good DENY in force before the typo');
       const before = await allSynced(3);
-      await writeFile(join(cfg, 'deny.yaml'), typo);
+      await replaceFile(join(cfg, 'deny.yaml'), typo);
       const s = await firstRejection();
       assert.equal(s.version, before.version, 'nothing pushed');
       assert.match(s.rejected.join('\n'), expected);
@@ -214,7 +224,7 @@ services:
       const out = spawnRampart('status', ['--admin', `http://127.0.0.1:${adminPort}`]);
       const [code] = (await once(out.child, 'exit')) as [number];
       assert.equal(code, 1, 'rampart status exits 1 while a file is rejected');
-      await writeFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
+      await replaceFile(join(cfg, 'deny.yaml'), DENY_BLOCKED);
       for (const end = Date.now() + 10_000; Date.now() < end && (await status()).rejected.length > 0;) await new Promise((r) => setTimeout(r, 50));
       assert.deepEqual((await status()).rejected, []);
     }
