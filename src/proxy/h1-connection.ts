@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { H1Parser, type H1Head, type H1ParseError } from './h1-parser.ts';
+import type { LocalReply } from './http-decision.ts';
 
 /**
  * One downstream HTTP/1.1 connection of an inbound listener, served without node:http: requests are parsed by
@@ -15,13 +16,6 @@ import { H1Parser, type H1Head, type H1ParseError } from './h1-parser.ts';
 /** What the app's connection failed with, for the local reply: Envoy's "reset reason". */
 export type UpstreamFailure = 'connection failure' | 'connection termination' | string;
 
-export interface LocalReply {
-  readonly status: number;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: string;
-  /** Close the connection after it (a refused request: what follows on the connection cannot be trusted). */
-  readonly close?: boolean;
-}
 
 export interface ForwardEnd {
   /** The status sent downstream (the app's, or 503 when the app could not be reached). */

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -11,18 +10,14 @@ import { verifyTlsPeer } from '../identity/tls.ts';
 import type { Decision } from '../policy/decision.ts';
 import { formatDecision } from '../policy/explain.ts';
 import type { PolicyEngine, WorkloadPolicy } from '../policy/engine.ts';
-import { extractTokens } from '../policy/request-authn.ts';
-import type { CheckRequest, PreparedRequest } from '../policy/request.ts';
 import type { MeshWorkload, WorkloadPort } from '../resources/mesh-file.ts';
-import { checkExtAuthzHttp, extAuthzHttpConfig, type CheckedRequest, type ExtAuthzAnswer } from './ext-authz.ts';
-import { H1Connection, resetReason, type H1Exchange, type LocalReply } from './h1-connection.ts';
+import { H1Connection, resetReason, type H1Exchange } from './h1-connection.ts';
+import { HttpDecisions, type ConnInfo, type LocalReply, type RequestContext } from './http-decision.ts';
 import { h1ParserAvailable } from './h1-parser.ts';
 import { peek } from './peek.ts';
 import { authorityOf, distinctHeaders, grpcStatusOf, isGrpc, isH2, type AnyRequest, type AnyResponse } from './request-view.ts';
 import { readRequestTarget } from './request-target.ts';
 import { H2HeaderCheck } from './h2-header-check.ts';
-import { forwardingEdits, payloadOf } from './token-edits.ts';
-import { xfccValue } from './xfcc.ts';
 
 /**
  * One inbound listener of a sidecar: a workload port. The port's effective PeerAuthentication mode decides what a
@@ -126,17 +121,6 @@ export interface InboundOptions {
   readonly connect?: (host: string, port: number) => Promise<Duplex>;
 }
 
-interface ConnInfo {
-  readonly peer: string | undefined;
-  readonly peerCertDer: Buffer | undefined;
-  readonly mtls: boolean;
-  readonly sourceIp: string | undefined;
-  readonly localIp: string | undefined;
-  /** The SNI of an mTLS connection (Istio's clients send their outbound cluster name). */
-  readonly sni?: string | undefined;
-  /** x-forwarded-client-cert for this connection's requests, with the sidecar ID it was made under. */
-  xfcc?: { readonly by: string; readonly value: string };
-}
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'x-forwarded-client-cert']);
 
@@ -158,6 +142,8 @@ const H2_PREFACE = 'PRI * HTTP/2.0';
 
 export class InboundListener {
   readonly #o: InboundOptions;
+  /** Decisions, denials, upstream edits and access entries of HTTP requests (shared with in-process enforcement). */
+  readonly #d: HttpDecisions;
   readonly #limits: InboundLimits;
   readonly #server: net.Server;
   readonly #http: http.Server;
@@ -182,6 +168,7 @@ export class InboundListener {
 
   constructor(options: InboundOptions) {
     this.#o = options;
+    this.#d = new HttpDecisions(options);
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     // noDelay: without it Nagle holds the body behind the headers until the app's delayed ACK (tens of ms).
     this.#agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo', noDelay: true } as http.AgentOptions);
@@ -211,7 +198,7 @@ export class InboundListener {
     this.#server = net.createServer({ noDelay: true }, (socket) => void this.#onConnection(socket));
     this.#server.maxConnections = this.#limits.maxConnections;
     // Node closes a connection beyond the limit before any callback; without this the flood would leave no trace.
-    this.#server.on('drop', (data?: net.DropArgument) => this.#refusal('connection', Date.now(), { sourceIp: data?.remoteAddress }, undefined, 'NR',
+    this.#server.on('drop', (data?: net.DropArgument) => this.#d.refusal('connection', Date.now(), { sourceIp: data?.remoteAddress }, undefined, 'NR',
       `connection limit of ${this.#limits.maxConnections} reached`));
   }
 
@@ -355,39 +342,15 @@ export class InboundListener {
     }
   }
 
-  /** The access entry of a refusal before any policy: a connection, or a request the parser or a limit refused. */
-  #refusal(kind: 'connection' | 'http', start: number, info: Partial<ConnInfo> | undefined, status: number | undefined, flags: string, reason: string,
-    request: { method?: string; authority?: string; path?: string; bytesSent?: number } = {}): void {
-    const { bytesSent = 0, ...http } = request;
-    this.#o.onAccess({
-      kind, start, durationMs: Date.now() - start, port: this.#o.port.port, sourceIp: info?.sourceIp, sourcePrincipal: info?.peer, mtls: info?.mtls ?? false,
-      ...http, status, responseFlags: flags, bytesReceived: 0, bytesSent, requestPrincipal: undefined, decision: 'DENY', decidedBy: 'connection',
-      policy: null, rule: null, reason, requestId: undefined, configVersion: this.#o.state().version,
-    });
-  }
-
   #refuse(stream: Duplex, start: number, reason: string, sourceIp?: string): void {
-    this.#refusal('connection', start, { sourceIp: sourceIp ?? (stream as net.Socket).remoteAddress }, undefined, 'NR', reason);
+    this.#d.refusal('connection', start, { sourceIp: sourceIp ?? (stream as net.Socket).remoteAddress }, undefined, 'NR', reason);
     reset(stream);
-  }
-
-  #checkRequest(info: ConnInfo, http?: CheckRequest['http']): CheckRequest {
-    const w = this.#o.workload;
-    return {
-      destination: { namespace: w.namespace, labels: w.labels, ...(info.localIp === undefined ? {} : { ip: info.localIp }), port: this.#o.port.port },
-      source: {
-        ...(info.peer === undefined ? {} : { principal: info.peer.slice('spiffe://'.length) }),
-        ...(info.sourceIp === undefined ? {} : { ip: info.sourceIp }),
-      },
-      ...(info.sni === undefined ? {} : { sni: info.sni }),
-      ...(http === undefined ? {} : { http }),
-    };
   }
 
   #tcp(stream: Duplex, start: number): void {
     const info = this.#conns.get(stream)!;
     const st = this.#o.state();
-    const prepared = st.engine.prepare(this.#checkRequest(info));
+    const prepared = st.engine.prepare(this.#d.checkRequest(info));
     const d = st.policy.decide(prepared);
     let received = 0;
     let sent = 0;
@@ -435,7 +398,7 @@ export class InboundListener {
     const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     const text = code === 431 ? 'Request Header Fields Too Large' : code === 408 ? 'Request Timeout' : 'Bad Request';
     socket.end(`HTTP/1.1 ${code} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\nconnection: close\r\n\r\n${text}`);
-    this.#refusal('http', Date.now(), this.#conns.get(socket), code, 'DPE', `malformed HTTP (${err.code ?? err.message})`);
+    this.#d.refusal('http', Date.now(), this.#conns.get(socket), code, 'DPE', `malformed HTTP (${err.code ?? err.message})`);
   }
 
   #infoOf(req: AnyRequest): ConnInfo {
@@ -449,122 +412,6 @@ export class InboundListener {
     res.once('finish', () => req.socket.destroySoon());
   }
 
-  /** The engine's decision on a request's head (JWT, then CUSTOM, DENY, ALLOW), as `rampart check` decides it. */
-  #decideHttp(info: ConnInfo, start: number, method: string, authority: string | undefined, url: string, headers: Readonly<Record<string, string | readonly string[]>>,
-    requestId: string | undefined): { ctx: RequestContext; d: Decision } {
-    const st = this.#o.state();
-    const check = this.#checkRequest(info, { method, ...(authority === undefined ? {} : { host: authority }), path: url, headers });
-    const prepared = st.engine.prepare(check);
-    const d = st.policy.decide(prepared, st.jwt === undefined ? {} : { jwtVerifier: st.jwt });
-    const ctx: RequestContext = {
-      start, info, st, prepared, requestId: requestId === undefined || requestId === '' ? randomUUID() : requestId, method, authority, url,
-      flags: '-', received: 0, sent: 0, principal: undefined,
-    };
-    return { ctx, d };
-  }
-
-  /**
-   * Completes a decision that a CUSTOM policy delegated: asks the authorizer, then decides again with its answer
-   * (DENY and ALLOW policies still apply after an allow, as Envoy's filter order has it). `decided` gets the final
-   * decision with the authorizer's extra headers; `refused` the authorizer's own answer when it denied.
-   */
-  #authorize(ctx: RequestContext, d: Decision, extAuthzRequest: () => CheckedRequest, decided: (d: Decision, upstreamExtra?: Readonly<Record<string, string>>, downstreamExtra?: Readonly<Record<string, string>>) => void,
-    refused: (d: Decision, answer: Extract<ExtAuthzAnswer, { allow: false }>, reason: string, debug: Readonly<Record<string, string>>) => void): void {
-    const { st, prepared } = ctx;
-    const provider = d.decidedBy === 'custom' && d.customProvider !== null && d.status === 403 ? st.engine.mesh.extensionProviders.find((p) => p.name === d.customProvider) : undefined;
-    if (provider === undefined || this.#o.connect === undefined) {
-      decided(d);
-      return;
-    }
-    const cfg = extAuthzHttpConfig(provider);
-    if (typeof cfg === 'string') {
-      decided({ ...d, reason: `${d.reason}: ${cfg}` });
-      return;
-    }
-    const opts = st.jwt === undefined ? {} : { jwtVerifier: st.jwt };
-    void checkExtAuthzHttp(cfg, extAuthzRequest(), this.#o.connect).then((answer) => {
-      ctx.extAuthz = answer.allow ? 'allow' : 'deny';
-      if (answer.allow) {
-        const after = st.policy.decide(prepared, { ...opts, extAuthz: 'allow' });
-        // A request let on by failOpen says so in its access entry: the authorizer was never asked.
-        const final = answer.failedOpen === undefined ? after : { ...after, reason: `${after.reason} (CUSTOM provider "${d.customProvider ?? ''}" unreachable, failOpen: ${answer.failedOpen})` };
-        decided(final, answer.upstreamHeaders, answer.downstreamHeaders);
-        return;
-      }
-      const denied = st.policy.decide(prepared, { ...opts, extAuthz: 'deny' });
-      if (denied.decidedBy !== 'custom') {
-        decided(denied);
-        return;
-      }
-      ctx.flags = 'UAEX';
-      const reason = answer.error === undefined ? `denied by CUSTOM provider "${provider.name}" (${answer.status})` : `CUSTOM provider "${provider.name}" failed: ${answer.error}`;
-      refused(denied, answer, reason, st.debugHeaders ? { 'x-rampart-request-id': ctx.requestId, 'x-rampart-decided-by': 'custom' } : {});
-    });
-  }
-
-  /** Envoy's local reply for a denial; null when the connection itself is refused (no reply). */
-  #denial(ctx: RequestContext, d: Decision): LocalReply | null {
-    if (d.status === null) return null;
-    const body = d.decidedBy === 'jwt' ? d.reason : d.status === 403 ? 'RBAC: access denied' : d.reason;
-    const h: Record<string, string> = { 'content-type': 'text/plain' };
-    if (d.status === 401) h['www-authenticate'] = `Bearer realm="http://${ctx.authority ?? ''}${ctx.prepared.http?.path ?? '/'}", error="invalid_token"`;
-    if (ctx.st.debugHeaders) {
-      h['x-rampart-request-id'] = ctx.requestId;
-      h['x-rampart-decided-by'] = d.decidedBy;
-      if (d.policy !== null) h['x-rampart-policy'] = `${d.policy}${d.rule === null ? '' : ` rule ${d.rule}`}`;
-    }
-    return { status: d.status, headers: h, body };
-  }
-
-  /** Header edits of an allowed request on its way to the app: token edits, the authorizer's, XFCC, proto, id. */
-  #upstreamEdits(ctx: RequestContext, upstreamExtra: Readonly<Record<string, string>> | undefined): { readonly remove: readonly string[]; readonly set: Record<string, string> } {
-    const { info, st, prepared } = ctx;
-    const found = st.policy.jwtRules.length > 0 ? extractTokens(st.policy.jwtRules, prepared) : [];
-    let remove: readonly string[] = [];
-    const set: Record<string, string> = Object.create(null) as Record<string, string>;
-    if (found.length > 0) {
-      // The tokens verified (the request was allowed), so their payloads may be read; once each.
-      const payloads = found.map((f) => (st.jwt?.verifiedPayload(f.token) as Record<string, unknown> | undefined) ?? payloadOf(f.token));
-      const first = payloads[0];
-      ctx.principal = typeof first?.['iss'] === 'string' && typeof first['sub'] === 'string' ? `${first['iss']}/${first['sub']}` : undefined;
-      const edits = forwardingEdits(found, payloads);
-      remove = edits.removeHeaders;
-      Object.assign(set, edits.setHeaders);
-    }
-    if (upstreamExtra !== undefined) Object.assign(set, upstreamExtra);
-    if (info.mtls && info.peer !== undefined && info.peerCertDer !== undefined) {
-      // Hashing the peer certificate once per connection, not per request (its SVID cannot change on it).
-      const by = this.#o.tls()?.spiffeId ?? '';
-      if (info.xfcc?.by !== by) info.xfcc = { by, value: xfccValue(by, info.peerCertDer, info.peer) };
-      set['x-forwarded-client-cert'] = info.xfcc.value;
-    }
-    set['x-forwarded-proto'] = info.mtls ? 'https' : 'http';
-    set['x-request-id'] = ctx.requestId;
-    return { remove, set };
-  }
-
-  #log(ctx: RequestContext, d: Decision, status: number | undefined, reason = d.reason): void {
-    const { info, st } = ctx;
-    this.#o.onAccess({
-      kind: 'http', start: ctx.start, durationMs: Date.now() - ctx.start, port: this.#o.port.port, sourceIp: info.sourceIp, sourcePrincipal: info.peer, mtls: info.mtls,
-      method: ctx.method, authority: ctx.authority ?? '', path: ctx.url, status, responseFlags: ctx.flags, bytesReceived: ctx.received, bytesSent: ctx.sent,
-      requestPrincipal: ctx.principal, decision: d.decision, decidedBy: d.decidedBy, policy: d.policy, rule: d.rule, reason, requestId: ctx.requestId, configVersion: st.version,
-      ...(d.decision === 'DENY' ? { explain: () => this.#explain(ctx) } : {}),
-    });
-  }
-
-  /** The decision of a denied request decided again with its trace: the same inputs, the authorizer's same answer. */
-  #explain(ctx: RequestContext): string {
-    const { st, prepared } = ctx;
-    const opts = { trace: true, ...(st.jwt === undefined ? {} : { jwtVerifier: st.jwt }), ...(ctx.extAuthz === undefined ? {} : { extAuthz: ctx.extAuthz }) };
-    return formatDecision(st.policy.decide(prepared, opts));
-  }
-
-  /** The path forwarded: normalized as it was decided. */
-  #forwardPath(ctx: RequestContext): string {
-    return ctx.prepared.http === undefined ? ctx.url : ctx.prepared.http.path + ctx.prepared.http.query;
-  }
-
   // --- HTTP/1.1 without node:http (h1-connection.ts) ---
 
   #h1(stream: Duplex): void {
@@ -575,7 +422,7 @@ export class InboundListener {
       target: { host: '127.0.0.1', port: this.#o.port.targetPort },
       handler: {
         request: (ex) => this.#onH1Request(ex, info),
-        protocolError: (_err, status, reason) => this.#refusal('http', Date.now(), info, status, 'DPE', reason),
+        protocolError: (_err, status, reason) => this.#d.refusal('http', Date.now(), info, status, 'DPE', reason),
       },
       onClose: () => this.#h1Conns.delete(conn),
     });
@@ -599,7 +446,7 @@ export class InboundListener {
     const raw = head.rawHeaders;
     const refuse = (status: 400 | 426 | 431, body: string, reason: string, authority = ''): void => {
       ex.reply({ status, headers: { 'content-type': 'text/plain' }, body, close: true });
-      this.#refusal('http', start, info, status, 'DPE', reason, { method: head.method, authority, path: head.url, bytesSent: ex.bytesSent });
+      this.#d.refusal('http', start, info, status, 'DPE', reason, { method: head.method, authority, path: head.url, bytesSent: ex.bytesSent });
     };
     if (head.versionMajor !== 1 || head.versionMinor !== 1) {
       // Envoy's HTTP/1 codec refuses HTTP/1.0 unless accept_http_10 is set, which Istio leaves off by default.
@@ -643,34 +490,34 @@ export class InboundListener {
       return;
     }
     if (target.authority !== undefined) headers['host'] = target.authority;
-    const { ctx, d } = this.#decideHttp(info, start, head.method, authority, target.path, copies === undefined ? headers : { ...headers, ...copies }, headers['x-request-id']);
-    this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: target.authority === undefined ? nodeHeaders(raw) : { ...nodeHeaders(raw), host: target.authority } }),
+    const { ctx, d } = this.#d.decideHttp(info, start, head.method, authority, target.path, copies === undefined ? headers : { ...headers, ...copies }, headers['x-request-id']);
+    this.#d.authorize(ctx, d, () => ({ method: ctx.method, path: this.#d.forwardPath(ctx), headers: target.authority === undefined ? nodeHeaders(raw) : { ...nodeHeaders(raw), host: target.authority } }),
       (final, upstreamExtra, downstreamExtra) => this.#finishH1(ex, ctx, final, upstreamExtra, downstreamExtra),
       (denied, answer, reason, debug) => {
         ex.reply({ status: answer.status, headers: { ...answer.headers, ...debug }, body: answer.body });
         ctx.sent = ex.bytesSent;
         ctx.received = ex.bytesReceived;
-        this.#log(ctx, denied, answer.status, reason);
+        this.#d.log(ctx, denied, answer.status, reason);
       });
   }
 
   #finishH1(ex: H1Exchange, ctx: RequestContext, d: Decision, upstreamExtra?: Readonly<Record<string, string>>, downstreamExtra?: Readonly<Record<string, string>>): void {
     if (d.decision === 'DENY') {
-      const r = this.#denial(ctx, d);
+      const r = this.#d.denial(ctx, d);
       if (r === null) {
         // The mode changed to STRICT under an open plaintext connection: refuse as a new one would be.
-        this.#log(ctx, d, undefined);
+        this.#d.log(ctx, d, undefined);
         ex.destroyConnection();
         return;
       }
       ex.reply(r);
       ctx.sent = ex.bytesSent;
       ctx.received = ex.bytesReceived;
-      this.#log(ctx, d, r.status);
+      this.#d.log(ctx, d, r.status);
       return;
     }
-    const { remove, set } = this.#upstreamEdits(ctx, upstreamExtra);
-    let head = `${ctx.method} ${this.#forwardPath(ctx)} HTTP/1.1\r\n`;
+    const { remove, set } = this.#d.upstreamEdits(ctx, upstreamExtra);
+    let head = `${ctx.method} ${this.#d.forwardPath(ctx)} HTTP/1.1\r\n`;
     const raw = ex.head.rawHeaders;
     // The authority decided on is the one the app gets (it differs from Host for an absolute-form target).
     const hostFromTarget = ctx.authority !== undefined && !ex.head.url.startsWith('/');
@@ -695,7 +542,7 @@ export class InboundListener {
         ctx.flags = e.flags;
         ctx.sent = ex.bytesSent;
         ctx.received = ex.bytesReceived;
-        this.#log(ctx, d, e.status);
+        this.#d.log(ctx, d, e.status);
       },
     });
   }
@@ -712,7 +559,7 @@ export class InboundListener {
         // Envoy resets a stream whose header fields are malformed (RFC 9113 §8.2.1): never decided, never forwarded.
         malformed!.delete(id);
         req.stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
-        this.#refusal('http', start, this.#infoOf(req), undefined, 'DPE', why, { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/' });
+        this.#d.refusal('http', start, this.#infoOf(req), undefined, 'DPE', why, { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/' });
         return;
       }
     }
@@ -721,7 +568,7 @@ export class InboundListener {
       const body = 'Request Header Fields Too Large';
       res.writeHead(431, { 'content-type': 'text/plain', 'content-length': String(body.length), ...(isH2(req) ? {} : { connection: 'close' }) }).end(body);
       if (!isH2(req)) res.once('finish', () => req.socket.destroySoon());
-      this.#refusal('http', start, this.#infoOf(req), 431, 'DPE', `${headerCount} headers (at most ${this.#limits.maxHeaders})`,
+      this.#d.refusal('http', start, this.#infoOf(req), 431, 'DPE', `${headerCount} headers (at most ${this.#limits.maxHeaders})`,
         { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', bytesSent: body.length });
       return;
     }
@@ -733,7 +580,7 @@ export class InboundListener {
       const body = 'Bad Request';
       res.writeHead(400, { 'content-type': 'text/plain', 'content-length': String(body.length), connection: 'close' }).end(body);
       res.once('finish', () => req.socket.destroySoon());
-      this.#refusal('http', start, this.#infoOf(req), 400, 'DPE', target.reason, { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', bytesSent: body.length });
+      this.#d.refusal('http', start, this.#infoOf(req), 400, 'DPE', target.reason, { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/', bytesSent: body.length });
       return;
     }
     const authority = target.authority ?? authorityOf(req);
@@ -741,13 +588,13 @@ export class InboundListener {
     // req.headers joins most with ", ").
     const distinct = distinctHeaders(req);
     if (target.authority !== undefined) distinct['host'] = [target.authority];
-    const { ctx, d } = this.#decideHttp(this.#infoOf(req), start, req.method ?? 'GET', authority, target.path, distinct, requestId);
+    const { ctx, d } = this.#d.decideHttp(this.#infoOf(req), start, req.method ?? 'GET', authority, target.path, distinct, requestId);
     req.on('data', (c: Buffer) => (ctx.received += c.length));
     if (d.decidedBy === 'custom') req.pause();
-    this.#authorize(ctx, d, () => ({ method: ctx.method, path: this.#forwardPath(ctx), headers: authority !== undefined ? { ...headers, host: authority } : headers }),
+    this.#d.authorize(ctx, d, () => ({ method: ctx.method, path: this.#d.forwardPath(ctx), headers: authority !== undefined ? { ...headers, host: authority } : headers }),
       (final, upstreamExtra, downstreamExtra) => this.#finish(req, res, ctx, final, upstreamExtra, downstreamExtra),
       (denied, answer, reason, debug) => {
-        this.#log(ctx, denied, answer.status, reason);
+        this.#d.log(ctx, denied, answer.status, reason);
         ctx.sent = Buffer.byteLength(answer.body);
         if (isGrpc(req)) this.#grpcReply(res, answer.status, answer.body || `denied by CUSTOM provider "${denied.customProvider ?? ''}"`, debug);
         else res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), ...debug }).end(answer.body);
@@ -758,10 +605,10 @@ export class InboundListener {
   /** Answers a denial, or forwards an allowed request to the app (with extra headers from an external authorizer). */
   #finish(req: AnyRequest, res: AnyResponse, ctx: RequestContext, d: Decision, upstreamExtra?: Readonly<Record<string, string>>, downstreamExtra: Readonly<Record<string, string>> = {}): void {
     if (d.decision === 'DENY') {
-      const r = this.#denial(ctx, d);
+      const r = this.#d.denial(ctx, d);
       if (r === null) {
         // The mode changed to STRICT under an open plaintext connection: refuse as a new one would be.
-        this.#log(ctx, d, undefined);
+        this.#d.log(ctx, d, undefined);
         if (isH2(req)) req.stream.session?.destroy();
         else req.socket.destroy();
         return;
@@ -773,16 +620,16 @@ export class InboundListener {
         this.#grpcReply(res, r.status, r.body, rest);
       } else res.writeHead(r.status, { ...r.headers, 'content-length': String(ctx.sent) }).end(r.body);
       this.#closeAfter(req, res);
-      this.#log(ctx, d, r.status);
+      this.#d.log(ctx, d, r.status);
       return;
     }
 
-    const { remove, set } = this.#upstreamEdits(ctx, upstreamExtra);
+    const { remove, set } = this.#d.upstreamEdits(ctx, upstreamExtra);
     const out: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && !k.startsWith(':') && v !== undefined) out[k] = v;
     for (const h of remove) delete out[h];
     Object.assign(out, set);
-    const path = this.#forwardPath(ctx);
+    const path = this.#d.forwardPath(ctx);
     const p = this.#o.port.protocol;
     if (p === 'HTTP2' || p === 'GRPC' || (p === 'DETECT' && isH2(req))) {
       this.#forwardH2(req, res, ctx, d, out, path, downstreamExtra);
@@ -798,7 +645,7 @@ export class InboundListener {
       ur.on('data', (c: Buffer) => (ctx.sent += c.length));
       ur.pipe(res);
       ur.on('error', () => res.destroy());
-      res.once('finish', () => this.#log(ctx, d, ur.statusCode));
+      res.once('finish', () => this.#d.log(ctx, d, ur.statusCode));
     });
     up.on('error', (err: NodeJS.ErrnoException) => this.#upstreamError(req, res, ctx, d, resetReason(err)));
     res.once('close', () => {
@@ -824,7 +671,7 @@ export class InboundListener {
     if (res.headersSent) {
       ctx.flags = 'UR';
       res.destroy();
-      this.#log(ctx, d, res.statusCode);
+      this.#d.log(ctx, d, res.statusCode);
       return;
     }
     ctx.flags = 'UF';
@@ -832,7 +679,7 @@ export class InboundListener {
     ctx.sent = Buffer.byteLength(r.body);
     if (isGrpc(req)) this.#grpcReply(res, r.status, r.body, {});
     else res.writeHead(r.status, { ...r.headers, 'content-length': String(ctx.sent) }).end(r.body);
-    this.#log(ctx, d, r.status);
+    this.#d.log(ctx, d, r.status);
   }
 
   #grpcReply(res: AnyResponse, status: number, message: string, extra: Readonly<Record<string, string>>): void {
@@ -869,7 +716,7 @@ export class InboundListener {
       res.writeHead(status, copy);
       up.on('data', (c: Buffer) => (ctx.sent += c.length));
       up.pipe(res as NodeJS.WritableStream);
-      res.once('finish', () => this.#log(ctx, d, status));
+      res.once('finish', () => this.#d.log(ctx, d, status));
     });
     up.on('trailers', (t) => {
       const copy: Record<string, string> = {};
@@ -895,22 +742,3 @@ function reset(stream: Duplex): void {
   if (typeof sock.resetAndDestroy === 'function' && !(stream instanceof TLSSocket)) sock.resetAndDestroy();
   else stream.destroy();
 }
-
-interface RequestContext {
-  readonly start: number;
-  readonly info: ConnInfo;
-  readonly st: InboundState;
-  readonly prepared: PreparedRequest;
-  readonly requestId: string;
-  readonly method: string;
-  readonly authority: string | undefined;
-  /** The request target as received. */
-  readonly url: string;
-  flags: string;
-  received: number;
-  sent: number;
-  principal: string | undefined;
-  /** The CUSTOM provider's answer, once asked. */
-  extAuthz?: 'allow' | 'deny';
-}
-
