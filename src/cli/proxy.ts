@@ -8,8 +8,9 @@ import { RampartError } from '../errors.ts';
 import { readFile } from 'node:fs/promises';
 import { ControlPlaneClient } from '../proxy/control-client.ts';
 import { Sidecar } from '../proxy/sidecar.ts';
-import type { OutboundEntry, Upstream } from '../proxy/outbound.ts';
-import type { AccessEntry, InboundLimits } from '../proxy/inbound.ts';
+import type { Upstream } from '../proxy/outbound.ts';
+import type { InboundLimits } from '../proxy/inbound.ts';
+import { AccessLogWriter } from '../proxy/access-log.ts';
 import { parseTtl } from './duration.ts';
 import { lifetime } from './lifetime.ts';
 
@@ -53,28 +54,8 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
   // blocking write per request on the event loop. Flushed when the proxy stops.
   const out = pino.destination({ dest: 1, sync: false });
   const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime }, out);
-  // Access entries are kept and written as lines every 100 ms (or every 256 entries), as Envoy flushes its access
-  // log on an interval: one write per request was a system call per request at low rates, and serializing a batch
-  // in one go runs warm where one entry at a time, between requests, ran on cold code.
-  let accessEntries: Array<AccessEntry | OutboundEntry> = [];
-  let accessWorkloads: string[] = [];
-  let accessTimer: NodeJS.Timeout | undefined;
-  const flushAccess = (): void => {
-    if (accessTimer !== undefined) clearTimeout(accessTimer);
-    accessTimer = undefined;
-    if (accessEntries.length === 0) return;
-    let text = '';
-    for (let i = 0; i < accessEntries.length; i++) {
-      const e = accessEntries[i]!;
-      // The line pino would write for access.info(e), built directly: pino's per-key serialization was a fifth of a
-      // sidecar's CPU per request, and an entry is a flat object.
-      const time = 'start' in e ? `,"time":"${new Date(e.start).toISOString()}"` : '';
-      text += `{"level":30,"log":"access",${JSON.stringify(e).slice(1, -1)}${time},"workload":${JSON.stringify(accessWorkloads[i])}}\n`;
-    }
-    accessEntries = [];
-    accessWorkloads = [];
-    out.write(text);
-  };
+  const access = new AccessLogWriter((text) => out.write(text));
+  const flushAccess = (): void => access.flush();
   const flush = (): void => {
     flushAccess();
     try {
@@ -174,12 +155,7 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     ...(adminPort === undefined || inWorker ? {} : { adminPort }),
     ...(o.debugHeaders === undefined ? {} : { debugHeaders: o.debugHeaders }),
     log,
-    accessLog: o.accessLog === 'off' ? () => undefined : (e, workload) => {
-      accessEntries.push(e);
-      accessWorkloads.push(workload);
-      if (accessEntries.length >= 256) flushAccess();
-      else accessTimer ??= setTimeout(flushAccess, 100);
-    },
+    accessLog: o.accessLog === 'off' ? () => undefined : (e, workload) => access.push(e, workload),
   });
   try {
     await sidecar.start();

@@ -80,6 +80,9 @@ interface Connected {
   readonly endpoint: Endpoint | undefined;
 }
 
+/** TLS sessions kept for resumption (one per endpoint and expected identity). */
+const MAX_SESSIONS = 1024;
+
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
 
 export class OutboundProxy {
@@ -92,6 +95,9 @@ export class OutboundProxy {
   #agentsFor: ClientTls | undefined;
   #agentsForMesh: MeshFile | undefined;
   readonly #ports = new Map<string, number>();
+  /** TLS sessions to resume, by endpoint and expected identity, for the client TLS state they were made with. */
+  readonly #sessions = new Map<string, Buffer>();
+  #sessionsFor: ClientTls | undefined;
   /** What each pooled connection was opened to, for the access log of the requests it carries. */
   readonly #connected = new WeakMap<Duplex, Connected>();
 
@@ -146,9 +152,24 @@ export class OutboundProxy {
     }
     const ct = this.#o.clientTls();
     if (ct === undefined) throw new OutboundError('ERR_OUTBOUND_NO_SVID', 'no SVID yet: cannot originate mTLS', 503);
+    // A resumed session skips the server's identity check (Node runs checkServerIdentity on full handshakes only),
+    // so a session is offered again only to the same endpoint under the same expected service accounts, and only
+    // while the SVID and bundle it was made with are in force.
+    if (ct !== this.#sessionsFor) {
+      this.#sessions.clear();
+      this.#sessionsFor = ct;
+    }
+    const sessionKey = `${ep.address}:${ep.port}|${[...dest.serviceAccounts].sort().join(',')}`;
+    const session = this.#sessions.get(sessionKey);
     const socket = tls.connect({
       host: ep.address, port: ep.port, servername: dest.clusterName, ALPNProtocols: ['http/1.1'],
       ...clientTlsOptions(ct.svid, ct.bundle, { serviceAccounts: dest.serviceAccounts }),
+      ...(session === undefined ? {} : { session }),
+    });
+    socket.on('session', (s: Buffer) => {
+      if (this.#sessionsFor !== ct) return;
+      if (this.#sessions.size >= MAX_SESSIONS) this.#sessions.delete(this.#sessions.keys().next().value!);
+      this.#sessions.set(sessionKey, s);
     });
     socket.setNoDelay(true);
     return { socket: await this.#dial(socket, 'secureConnect'), mtls: true, dest, endpoint: ep };

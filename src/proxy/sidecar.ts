@@ -71,6 +71,12 @@ export interface SidecarOptions {
   readonly upstreams?: readonly Upstream[];
   /** Log the ready line under another event name (a worker of a multi-process sidecar: the primary says ready). */
   readonly readyEvent?: string;
+  /**
+   * No inbound listeners and no outbound ports: the app's own process enforces through in-process middleware and
+   * reaches other services through `connect` (rampart/node). Everything else is the sidecar's: identity, the
+   * configuration and its reloads, metrics, the access log, the admin endpoint.
+   */
+  readonly embedded?: boolean;
   /** Debounce of file-change reloads. */
   readonly reloadDebounceMs?: number;
   readonly log: EventLog & { info(fields: object, message: string): void };
@@ -107,6 +113,7 @@ export class Sidecar {
   #workload: MeshWorkload | undefined;
   #metrics: ProxyMetrics | undefined;
   readonly #jwks: ReturnType<typeof jwksTelemetry>;
+  readonly #tlsListeners = new Set<(tls: TlsState) => void>();
 
   constructor(options: SidecarOptions) {
     this.#o = options;
@@ -124,6 +131,61 @@ export class Sidecar {
 
   get configVersion(): string {
     return this.#loaded?.state.version ?? '';
+  }
+
+  /** The workload from the mesh file (after start). */
+  get workload(): MeshWorkload {
+    if (this.#workload === undefined) throw new SidecarError('ERR_PROXY_NOT_STARTED', 'the sidecar has not started');
+    return this.#workload;
+  }
+
+  /** The configuration requests are decided against now (after start); replaced whole on each change. */
+  get state(): InboundState {
+    if (this.#loaded === undefined) throw new SidecarError('ERR_PROXY_NOT_STARTED', 'the sidecar has not started');
+    return this.#loaded.state;
+  }
+
+  /** The mesh file in force (registry, MeshConfig). */
+  get mesh(): MeshFile {
+    if (this.#loaded === undefined) throw new SidecarError('ERR_PROXY_NOT_STARTED', 'the sidecar has not started');
+    return this.#loaded.mesh;
+  }
+
+  /** The server side of mTLS with the current SVID and bundle; undefined until the first SVID. */
+  get tls(): TlsState | undefined {
+    return this.#tls;
+  }
+
+  /** The client side of mTLS with the current SVID and bundle. */
+  get clientTls(): ClientTls | undefined {
+    return this.#clientTls;
+  }
+
+  /**
+   * Calls `listener` after every change of the TLS state (a rotated SVID, a new bundle), so that servers the app
+   * owns can swap their secure context. Returns the unsubscribe function.
+   */
+  onTlsChange(listener: (tls: TlsState) => void): () => void {
+    this.#tlsListeners.add(listener);
+    return () => this.#tlsListeners.delete(listener);
+  }
+
+  /** Opens a connection to a service as this workload: auto mTLS with secure naming, plaintext, or refused. */
+  connect(host: string, port: number): ReturnType<OutboundProxy['connect']> {
+    if (this.#outbound === undefined) throw new SidecarError('ERR_PROXY_NOT_STARTED', 'the sidecar has not started');
+    return this.#outbound.connect(host, port);
+  }
+
+  /** Records an inbound access entry: metrics, the access log, the control plane's console. */
+  recordAccess(entry: AccessEntry): void {
+    this.#onAccess(entry);
+  }
+
+  /** Records an outbound access entry: metrics and the access log. */
+  recordOutbound(entry: OutboundEntry): void {
+    const w = this.workload;
+    this.#metrics?.recordOutbound(entry);
+    this.#o.accessLog(entry, `${w.namespace}/${w.name}`);
   }
 
   /** Loads everything, gets an SVID, opens the listeners. Throws (with every diagnostic) when the first load fails. */
@@ -159,10 +221,12 @@ export class Sidecar {
       if (e.type === 'rotated') {
         this.#tls = { options: serverTlsOptions(e.svid, e.bundle), bundle: e.bundle, spiffeId: e.svid.spiffeId.uri };
         this.#clientTls = { svid: e.svid, bundle: e.bundle };
+        for (const l of this.#tlsListeners) l(this.#tls);
         this.#o.log.info({ event: 'svid-rotated', spiffeId: e.svid.spiffeId.uri, notAfter: e.svid.notAfter.toISOString() }, `SVID for ${e.svid.spiffeId.uri} until ${e.svid.notAfter.toISOString()}`);
       } else if (e.type === 'bundle-changed' && this.#certs?.svid !== undefined) {
         this.#tls = { options: serverTlsOptions(this.#certs.svid, e.bundle), bundle: e.bundle, spiffeId: this.#certs.svid.spiffeId.uri };
         this.#clientTls = { svid: this.#certs.svid, bundle: e.bundle };
+        for (const l of this.#tlsListeners) l(this.#tls);
       } else if (e.type === 'renewal-failed') {
         this.#o.log.error({ event: 'svid-renewal-failed', attempt: e.attempt, retryInMs: e.retryInMs, error: String(e.error) }, `SVID renewal failed (attempt ${e.attempt}); retrying in ${e.retryInMs} ms`);
       } else if (e.type === 'expired') {
@@ -194,14 +258,11 @@ export class Sidecar {
       clientTls: () => this.#clientTls,
       ...(this.#o.outboundPort === undefined ? {} : { httpProxyPort: this.#o.outboundPort }),
       upstreams: this.#o.upstreams ?? [],
-      onLog: (e) => {
-        this.#metrics?.recordOutbound(e);
-        this.#o.accessLog(e, `${w.namespace}/${w.name}`);
-      },
+      onLog: (e) => this.recordOutbound(e),
     });
     const outbound = this.#outbound;
     const host = this.#o.host ?? w.address;
-    for (const port of w.ports) {
+    for (const port of this.#o.embedded === true ? [] : w.ports) {
       const l = new InboundListener({
         workload: w, port, host,
         state: () => this.#loaded!.state,
@@ -219,7 +280,7 @@ export class Sidecar {
     if (cp === undefined) this.#watch();
     this.#readyInfo = {
       workload: `${w.namespace}/${w.name}`,
-      ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]!.port, app: p.targetPort, protocol: p.protocol })),
+      ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]?.port ?? null, app: p.targetPort, protocol: p.protocol })),
       outbound: Object.fromEntries(this.#outbound.ports),
       configVersion: first!.state.version,
     };
@@ -426,7 +487,8 @@ export class Sidecar {
     const url = new URL(path, 'http://admin');
     const json = (status: number, body: unknown): AdminResponse => ({ status, contentType: 'application/json', body: `${JSON.stringify(body, null, 2)}\n` });
     if (url.pathname === '/ready') {
-      const ready = this.#tls !== undefined && this.#loaded !== undefined && this.#listeners.length === (this.#workload?.ports.length ?? -1);
+      const listening = this.#o.embedded === true || this.#listeners.length === (this.#workload?.ports.length ?? -1);
+      const ready = this.#tls !== undefined && this.#loaded !== undefined && listening;
       return { status: ready ? 200 : 503, contentType: 'text/plain', body: ready ? 'LIVE\n' : 'NOT READY\n' };
     }
     if (url.pathname === '/metrics' && this.#metrics !== undefined) {
