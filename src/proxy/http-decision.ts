@@ -53,6 +53,8 @@ export interface RequestContext {
   received: number;
   sent: number;
   principal: string | undefined;
+  /** The verified claims of the request's first token (an allowed request's, once its upstream edits are made). */
+  claims?: Readonly<Record<string, unknown>>;
   /** The CUSTOM provider's answer, once asked. */
   extAuthz?: 'allow' | 'deny';
 }
@@ -179,6 +181,7 @@ export class HttpDecisions {
       const payloads = found.map((f) => (st.jwt?.verifiedPayload(f.token) as Record<string, unknown> | undefined) ?? payloadOf(f.token));
       const first = payloads[0];
       ctx.principal = typeof first?.['iss'] === 'string' && typeof first['sub'] === 'string' ? `${first['iss']}/${first['sub']}` : undefined;
+      if (first !== undefined) ctx.claims = first;
       const edits = forwardingEdits(found, payloads);
       remove = edits.removeHeaders;
       Object.assign(set, edits.setHeaders);

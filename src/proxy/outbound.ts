@@ -35,7 +35,8 @@ export interface ClientTls {
 
 export interface OutboundEntry {
   readonly kind: 'outbound';
-  readonly via: 'http-proxy' | 'connect' | 'upstream';
+  /** The app's HTTP proxy, a CONNECT tunnel through it, an upstream port, or an in-process client's connection. */
+  readonly via: 'http-proxy' | 'connect' | 'upstream' | 'in-process';
   readonly time: string;
   readonly durationMs: number;
   readonly destination: string;
@@ -73,7 +74,7 @@ export interface OutboundOptions {
   readonly connectTimeoutMs?: number;
 }
 
-interface Connected {
+export interface Connected {
   readonly socket: Duplex;
   readonly mtls: boolean;
   readonly dest: Destination | undefined;

@@ -176,6 +176,12 @@ export class Sidecar {
     return this.#outbound.connect(host, port);
   }
 
+  /** Asks for a new SVID now (it is also renewed on its own before it expires); resolves once it is in use. */
+  async renewSvid(): Promise<void> {
+    if (this.#certs === undefined) throw new SidecarError('ERR_PROXY_NOT_STARTED', 'the sidecar has not started');
+    await this.#certs.renewNow();
+  }
+
   /** Records an inbound access entry: metrics, the access log, the control plane's console. */
   recordAccess(entry: AccessEntry): void {
     this.#onAccess(entry);
