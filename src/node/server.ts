@@ -19,7 +19,11 @@ import type { AnyRequest, AnyResponse } from '../proxy/request-view.ts';
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
 
-export type AppHandler = (req: AnyRequest, res: AnyResponse) => void;
+/**
+ * The app: a node:http handler (an Express app is one), or one that also takes node:http2's compatibility requests
+ * (what HTTP/2 clients arrive as).
+ */
+export type AppHandler = ((req: http.IncomingMessage, res: http.ServerResponse) => void) | ((req: AnyRequest, res: AnyResponse) => void);
 
 export class InProcessServer {
   /** The listening socket: `listen()` it as any node:net server. */
@@ -32,7 +36,8 @@ export class InProcessServer {
   #tlsFor: TlsState | undefined;
   readonly #unsubscribe: () => void;
 
-  constructor(sidecar: Sidecar, handler: AppHandler) {
+  constructor(sidecar: Sidecar, app: AppHandler) {
+    const handler = app as (req: AnyRequest, res: AnyResponse) => void;
     const current = sidecar.tls;
     // Created with no certificate when there is none yet: a handshake then fails, as the sidecar's would.
     this.#tls = tls.createServer({ ...(current?.options ?? {}), handshakeTimeout: DEFAULT_LIMITS.handshakeTimeoutMs, ALPNProtocols: ['h2', 'http/1.1'] });

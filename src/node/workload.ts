@@ -155,9 +155,10 @@ export class Workload {
   /** `app` behind enforcement, for a server of the app's own (see `tlsOptions` and `secure`). */
   handler(app: AppHandler, options: EnforceOptions = {}): RequestHandler {
     const e = this.#enforcer(options);
+    const run = app as (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]) => void;
     return (req, res) => e.handle(req, res, (err) => {
       if (err !== undefined) res.destroy();
-      else app(req, res);
+      else run(req, res);
     });
   }
 
