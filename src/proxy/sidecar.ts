@@ -292,7 +292,7 @@ export class Sidecar {
     };
     this.#o.log.info(
       { event: this.#o.readyEvent ?? 'ready', ...this.#readyInfo, admin: this.adminPort },
-      `sidecar for ${w.namespace}/${w.name} ready`,
+      `${this.#o.embedded === true ? 'in-process enforcement' : 'sidecar'} for ${w.namespace}/${w.name} ready`,
     );
   }
 
