@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { request as undiciRequest, type Dispatcher } from 'undici';
 import { Workload, type WorkloadOptions } from '../../src/node/index.ts';
-import { loopbackAddress, scenarioDir, waitUntil } from '../support/proxy.ts';
+import { listenLocal, loopbackAddress, scenarioDir, waitUntil } from '../support/proxy.ts';
 
 /**
  * rampart/node on local files (the mesh file, policy files and a CA directory, as `rampart proxy --mesh --config
@@ -31,6 +31,15 @@ metadata: {name: deny-admin, namespace: default}
 spec:
   action: DENY
   rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz, namespace: default}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: CUSTOM
+  provider: {name: sample-ext-authz-http}
+  rules: [{to: [{operation: {paths: ["/custom"]}}]}]
 ${extra}`;
 
 async function replaceFile(file: string, text: string): Promise<void> {
@@ -38,9 +47,9 @@ async function replaceFile(file: string, text: string): Promise<void> {
   await rename(`${file}.tmp`, file);
 }
 
-async function status(dispatcher: Dispatcher, url: string): Promise<{ status: number; body: string }> {
-  const r = await undiciRequest(url, { dispatcher });
-  return { status: r.statusCode, body: await r.body.text() };
+async function status(dispatcher: Dispatcher, url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  const r = await undiciRequest(url, { dispatcher, headers });
+  return { status: r.statusCode, body: await r.body.text(), headers: r.headers };
 }
 
 describe('rampart/node on local files', { timeout: 120_000 }, () => {
@@ -51,6 +60,8 @@ describe('rampart/node on local files', { timeout: 120_000 }, () => {
   let client: Workload;
   let dispatcher: Dispatcher;
   const closers: Array<() => unknown> = [];
+  let authz: http.Server;
+  const checks: string[] = [];
 
   const start = (workload: string, more: Partial<WorkloadOptions> = {}): Promise<Workload> =>
     Workload.start({ workload, ...files, accessLog: 'off', log: quiet, ...more } as WorkloadOptions);
@@ -59,7 +70,24 @@ describe('rampart/node on local files', { timeout: 120_000 }, () => {
     ({ dir } = await scenarioDir('rampart-node-files-'));
     await mkdir(join(dir, 'policies'));
     await writeFile(join(dir, 'policies', 'p.yaml'), policies('PERMISSIVE'));
-    await writeFile(join(dir, 'mesh.yaml'), `meshConfig: {trustDomain: cluster.local}
+    authz = http.createServer((req, res) => {
+      checks.push(req.url ?? '');
+      if (req.headers['x-ext-authz'] === 'allow') res.writeHead(200, { 'x-ext-authz-check-result': 'allowed' }).end();
+      else res.writeHead(403, { 'x-ext-authz-check-result': 'denied', 'content-type': 'text/plain' }).end('denied by ext_authz');
+    });
+    const authzPort = await listenLocal(authz);
+    closers.push(() => authz.close());
+    await writeFile(join(dir, 'mesh.yaml'), `meshConfig:
+  trustDomain: cluster.local
+  extensionProviders:
+  - name: sample-ext-authz-http
+    envoyExtAuthzHttp:
+      service: 127.0.0.1
+      port: ${authzPort}
+      pathPrefix: /check
+      includeRequestHeadersInCheck: ["x-ext-authz"]
+      headersToUpstreamOnAllow: ["x-ext-authz-check-result"]
+      headersToDownstreamOnDeny: ["x-ext-authz-check-result", "content-type"]
 workloads:
 - {name: web, namespace: default, serviceAccount: web, labels: {app: web}, address: ${addr.web}, ports: [{name: http, port: 8080}]}
 - {name: own, namespace: default, serviceAccount: own, labels: {app: own}, address: ${addr.own}, ports: [{name: http, port: 8443}]}
@@ -77,6 +105,7 @@ services:
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
         principal: req.rampart?.principal ?? null, mtls: req.rampart?.mtls ?? null, version: req.httpVersion,
         resumed: typeof socket.isSessionReused === 'function' ? socket.isSessionReused() : null,
+        check: req.headers['x-ext-authz-check-result'] ?? null,
       }));
     });
     server.server.listen(8080, addr.web);
@@ -123,6 +152,18 @@ services:
     } finally {
       session.close();
     }
+  });
+
+  it('asks the CUSTOM provider, and passes on its answer as the sidecar does', async () => {
+    const allowed = await status(dispatcher, 'http://web.default:8080/custom', { 'x-ext-authz': 'allow' });
+    assert.equal(allowed.status, 200);
+    assert.equal((JSON.parse(allowed.body) as Record<string, unknown>)['check'], 'allowed', 'headersToUpstreamOnAllow reach the app');
+    assert.equal(checks.at(-1), '/check/custom');
+    const denied = await status(dispatcher, 'http://web.default:8080/custom');
+    assert.deepEqual([denied.status, denied.body, denied.headers['x-ext-authz-check-result']], [403, 'denied by ext_authz', 'denied']);
+    const before = checks.length;
+    assert.equal((await status(dispatcher, 'http://web.default:8080/other')).status, 200);
+    assert.equal(checks.length, before, 'a path the CUSTOM rule does not name is not sent to the provider');
   });
 
   it('resumes TLS sessions to the same server under the same expected identity, and never across a new SVID', async () => {
