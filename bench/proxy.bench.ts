@@ -10,6 +10,11 @@
  *   the chain of the client certificate but, unlike the sidecars, no SPIFFE ID (stock nginx cannot match a URI SAN),
  *   and it runs no authorization: it is the throughput peer a user would otherwise pick, not an equivalent.
  *
+ * - https: wrk → front app → HTTPS (server certificate checked, no client certificate, no policy) → back app: two
+ *   Node apps talking plain HTTPS (bench/pair-app.ts);
+ * - in-process: the same two apps with rampart/node in both: mTLS with their SVIDs and secure naming, and the back
+ *   app deciding the JWT and the same ten policies in its own process, access log on, no sidecar.
+ *
  * Each path is measured at full speed and at about 1,000 requests/s (wrk's Lua delay() spaces each connection's
  * requests 16 ms apart), in alternating rounds. Each proxy process's CPU seconds (from /proc) are taken around every
  * round, and its peak RSS (VmHWM) at the end. Every proxy runs as one process; the load generator, the app and the
@@ -70,7 +75,7 @@ export interface ProcessUse {
 }
 
 export interface PathRound {
-  readonly path: 'direct' | 'rampart' | 'nginx';
+  readonly path: 'direct' | 'rampart' | 'nginx' | 'https' | 'in-process';
   readonly load: 'peak' | 'rate';
   readonly round: number;
   readonly wrk: WrkResult;
@@ -378,6 +383,26 @@ http {
       log('proxy: nginx is not installed (Debian package "nginx-light"): the nginx lines are left out');
     }
 
+    // App to app: plain HTTPS, and rampart/node in both apps (mTLS, JWT and the same ten policies in-process).
+    const pairApp = join(opts.root, '.bench-out', 'bench', 'pair-app.js');
+    const inProcessHost = '127.0.77.5';
+    writeFileSync(join(dir, 'mesh-in-process.yaml'), `workloads:
+- {name: httpbin, serviceAccount: httpbin, labels: {app: httpbin}, address: ${inProcessHost}, ports: [{name: http, port: 8000}]}
+- {name: sleep, serviceAccount: sleep, labels: {app: sleep}, address: 127.0.77.6}
+services:
+- {name: httpbin, selector: {app: httpbin}, ports: [{name: http, port: 8000}]}
+`);
+    const httpsCert = await svidFiles('https-back', 'httpbin');
+    const [httpsBackPort, httpsFrontPort, inProcessFrontPort] = [await freePort(), await freePort(), await freePort()];
+    const inProcessFiles = { mesh: join(dir, 'mesh-in-process.yaml'), config: [join(dir, 'policies')], ca: join(dir, 'ca') };
+    const pairSpawn = (name: string, role: string, mode: string, cfg: Record<string, unknown>): ChildProcess =>
+      spawnLogged(name, process.execPath, [pairApp, role, mode, JSON.stringify({ bodyBytes: BODY_BYTES, ...cfg })]);
+    const httpsBack = pairSpawn('https-back', 'back', 'https', { listenHost: '127.0.0.1', listenPort: httpsBackPort, keyFile: httpsCert.key, certFile: httpsCert.cert });
+    const httpsFront = pairSpawn('https-front', 'front', 'https', { listenHost: '127.0.0.1', listenPort: httpsFrontPort, backUrl: `https://127.0.0.1:${httpsBackPort}/echo`, rootFile: join(dir, 'root.pem') });
+    const inProcessBack = pairSpawn('in-process-back', 'back', 'in-process', { listenHost: inProcessHost, listenPort: 8000, workload: 'default/httpbin', ...inProcessFiles });
+    const inProcessFront = pairSpawn('in-process-front', 'front', 'in-process', { listenHost: '127.0.0.1', listenPort: inProcessFrontPort, backUrl: 'http://httpbin.default:8000/echo', workload: 'default/sleep', ...inProcessFiles });
+    for (const name of ['https-back', 'https-front', 'in-process-back', 'in-process-front']) await waitForFile(join(dir, `${name}.log`), /"event":"listening"/, 30_000);
+
     const script = (rate: boolean): string => {
       const f = join(dir, `wrk-${rate ? 'rate' : 'peak'}.lua`);
       writeFileSync(f, `wrk.method = "POST"
@@ -392,6 +417,8 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
     const targets = {
       direct: { url: `http://127.0.0.1:${appPort}/echo`, pids: [] as Array<[string, number]> },
       rampart: { url: `http://127.0.0.1:${upPort}/echo`, pids: [['client sidecar', client.pid!], ['server sidecar', server.pid!]] as Array<[string, number]> },
+      https: { url: `http://127.0.0.1:${httpsFrontPort}/echo`, pids: [['https front app', httpsFront.pid!], ['https back app', httpsBack.pid!]] as Array<[string, number]> },
+      'in-process': { url: `http://127.0.0.1:${inProcessFrontPort}/echo`, pids: [['in-process front app', inProcessFront.pid!], ['in-process back app', inProcessBack.pid!]] as Array<[string, number]> },
       ...(nginxPids === undefined ? {} : { nginx: { url: `http://127.0.0.1:${nginxPort}/echo`, pids: [['nginx client', nginxPids.client], ['nginx server', nginxPids.server]] as Array<[string, number]> } }),
     } as Record<PathRound['path'], { url: string; pids: Array<[string, number]> }>;
 
@@ -430,9 +457,13 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
         }
       }
     }
-    const peak: Record<string, number> = { app: peakRssMB(app.pid!), 'client sidecar': peakRssMB(client.pid!), 'server sidecar': peakRssMB(server.pid!) };
+    const peak: Record<string, number> = {
+      app: peakRssMB(app.pid!), 'client sidecar': peakRssMB(client.pid!), 'server sidecar': peakRssMB(server.pid!),
+      'https front app': peakRssMB(httpsFront.pid!), 'https back app': peakRssMB(httpsBack.pid!),
+      'in-process front app': peakRssMB(inProcessFront.pid!), 'in-process back app': peakRssMB(inProcessBack.pid!),
+    };
     if (nginxPids !== undefined) Object.assign(peak, { 'nginx client': peakRssMB(nginxPids.client), 'nginx server': peakRssMB(nginxPids.server) });
-    return { durationSeconds, rounds, peakRssMB: peak, peakPrivateMB: privatePeak, targets: proxyTargets(rounds, peak), nginx: nginxPids !== undefined };
+    return { durationSeconds, rounds, peakRssMB: peak, peakPrivateMB: privatePeak, targets: [...proxyTargets(rounds, peak), ...inProcessTargets(rounds, privatePeak)], nginx: nginxPids !== undefined };
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 300));
@@ -475,13 +506,48 @@ function proxyTargets(rounds: readonly PathRound[], peak: Readonly<Record<string
   return out;
 }
 
+export const TARGET_IN_PROCESS_ADDED_P90_MS = 0.3;
+export const TARGET_IN_PROCESS_CPU_VS_SIDECARS = 1 / 3;
+export const TARGET_IN_PROCESS_EXTRA_MB = 15;
+
+/**
+ * rampart/node against plain HTTPS app to app, in the same run: the added p90 at ~1,000 req/s; the CPU the two apps
+ * spend on top of plain HTTPS against what the two sidecars spend; the back app's private memory over the plain
+ * HTTPS back app's.
+ */
+function inProcessTargets(rounds: readonly PathRound[], privatePeak: Readonly<Record<string, number>>): Array<{ target: string; measured: string; met: boolean }> {
+  const out: Array<{ target: string; measured: string; met: boolean }> = [];
+  const hr = summary(rounds, 'https', 'rate');
+  const ir = summary(rounds, 'in-process', 'rate');
+  const rr = summary(rounds, 'rampart', 'rate');
+  if (hr === undefined || ir === undefined) return out;
+  const added = ir.p90 - hr.p90;
+  out.push({ target: `in-process at ~1,000 req/s: added p90 over plain HTTPS app to app < ${TARGET_IN_PROCESS_ADDED_P90_MS} ms`, measured: `+${added.toFixed(2)} ms (${ir.p90.toFixed(2)} vs ${hr.p90.toFixed(2)} ms)`, met: added < TARGET_IN_PROCESS_ADDED_P90_MS });
+  const sum = (c: Record<string, number>): number => Object.values(c).reduce((a, b) => a + b, 0);
+  const extraCpu = sum(ir.cpu) - sum(hr.cpu);
+  if (rr !== undefined) {
+    const sidecars = sum(rr.cpu);
+    out.push({
+      target: `in-process CPU per request over plain HTTPS < ${TARGET_IN_PROCESS_CPU_VS_SIDECARS.toFixed(2)}× the sidecar pair's`,
+      measured: `${(extraCpu / sidecars).toFixed(2)}× (${extraCpu.toFixed(3)} vs ${sidecars.toFixed(3)} CPU-s per 1,000)`, met: extraCpu < sidecars * TARGET_IN_PROCESS_CPU_VS_SIDECARS,
+    });
+  }
+  for (const side of ['front', 'back']) {
+    const a = privatePeak[`in-process ${side} app`];
+    const b = privatePeak[`https ${side} app`];
+    if (a === undefined || b === undefined) continue;
+    out.push({ target: `in-process ${side} app: private memory over the plain HTTPS app's < ${TARGET_IN_PROCESS_EXTRA_MB} MB`, measured: `+${(a - b).toFixed(1)} MB (${a.toFixed(1)} vs ${b.toFixed(1)} MB)`, met: a - b < TARGET_IN_PROCESS_EXTRA_MB });
+  }
+  return out;
+}
+
 export function proxyReport(r: ProxyResults, quick: boolean): string {
   if (r.skipped !== undefined) return `\nData path (proxy): skipped — ${r.skipped}\n`;
   const rows: string[][] = [];
   for (const load of ['peak', 'rate'] as const) {
     const direct = summary(r.rounds, 'direct', load);
     const nginx = summary(r.rounds, 'nginx', load);
-    for (const path of ['direct', 'rampart', 'nginx'] as const) {
+    for (const path of ['direct', 'rampart', 'nginx', 'https', 'in-process'] as const) {
       const s = summary(r.rounds, path, load);
       if (s === undefined) continue;
       rows.push([

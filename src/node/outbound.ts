@@ -2,7 +2,8 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { Agent } from 'undici';
+import { createRequire } from 'node:module';
+import type { Agent } from 'undici';
 import type { Connected } from '../proxy/outbound.ts';
 import type { Sidecar } from '../proxy/sidecar.ts';
 
@@ -69,7 +70,10 @@ export class OutboundConnector {
 
   /** An undici dispatcher (`fetch(url, { dispatcher })`, `undici.request`) whose every connection is opened here. */
   dispatcher(options: { readonly connections?: number } = {}): Agent {
-    return new Agent({
+    // Loaded on first use: undici is about 12 MB of an app's memory, which an app that never asks for a dispatcher
+    // (a server only, or node:https clients) should not pay.
+    const { Agent: UndiciAgent } = createRequire(import.meta.url)('undici') as typeof import('undici');
+    return new UndiciAgent({
       ...(options.connections === undefined ? {} : { connections: options.connections }),
       connect: (opts, callback) => {
         const secure = opts.protocol === 'https:';

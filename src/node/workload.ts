@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type https from 'node:https';
 import type tls from 'node:tls';
-import { pino } from 'pino';
+import { createRequire } from 'node:module';
 import type { Agent } from 'undici';
 import { RampartError } from '../errors.ts';
 import { AccessLogWriter } from '../proxy/access-log.ts';
@@ -83,7 +83,7 @@ export class Workload {
    * configuration has errors (nothing is enforced with a configuration that did not load).
    */
   static async start(options: WorkloadOptions): Promise<Workload> {
-    const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 2, sync: false }));
+    const log = options.log ?? defaultLogger();
     const access = options.accessLog ?? 'stdout';
     const writer = typeof access === 'function' ? new AccessLogWriter(access) : access === 'stdout' ? new AccessLogWriter((t) => process.stdout.write(t)) : undefined;
     let source: { controlPlane: ControlPlaneClient } | { meshFile: string; config: readonly string[]; caDir: string };
@@ -248,6 +248,12 @@ export class Workload {
     await this.#sidecar.stop();
     this.#flush();
   }
+}
+
+/** pino JSON lines on standard error, loaded only when the app brings no logger of its own. */
+function defaultLogger(): WorkloadLogger {
+  const { pino } = createRequire(import.meta.url)('pino') as typeof import('pino');
+  return pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 2, sync: false }));
 }
 
 /** The shapes of Fastify this plugin uses (Fastify is the app's dependency, never Rampart's). */
