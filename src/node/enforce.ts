@@ -63,7 +63,15 @@ export interface EnforceOptions {
 export interface AnswerHooks {
   /** Called just before Rampart writes a denial to the raw response. */
   readonly beforeReply?: () => void;
+  /**
+   * The framework has already routed the request by its path as received (Fastify's hooks run after routing), so
+   * a path that normalization changes cannot be handed on.
+   */
+  readonly routed?: boolean;
 }
+
+/** Marks a request that an enforcer let in. */
+const DECIDED = Symbol('rampart.decided');
 
 const PATTERN_SPIFFE = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/([^/]+)$/;
 
@@ -101,6 +109,11 @@ export class InProcessEnforcer {
    * as the sidecar resets it); an allowed request is handed on with `next()`.
    */
   handle(req: AnyRequest, res: AnyResponse, next: (err?: unknown) => void, hooks: AnswerHooks = {}): void {
+    if ((req as { [DECIDED]?: true })[DECIDED] === true) {
+      // Already let in by an enforcement layer in front (createServer before a framework's own hook): once is enough.
+      next();
+      return;
+    }
     const start = Date.now();
     const transport = transportOf(req);
     const site = this.#siteFor(transport);
@@ -111,6 +124,12 @@ export class InProcessEnforcer {
     }
     const info = this.#connection(req, transport, site, start);
     if (info === undefined) return;
+    if (!isH2(req) && req.httpVersion !== '1.1') {
+      // Envoy's HTTP/1 codec refuses HTTP/1.0 unless accept_http_10 is set, which Istio leaves off by default.
+      this.#plainReply(req, res, hooks, 426, 'Upgrade Required');
+      site.d.refusal('http', start, info, 426, 'DPE', `HTTP/${req.httpVersion} is not accepted`, { method: req.method ?? 'GET', authority: authorityOf(req) ?? '', path: req.url ?? '/' });
+      return;
+    }
     const headerCount = isH2(req) ? Object.keys(req.headers).filter((k) => !k.startsWith(':')).length : req.rawHeaders.length / 2;
     if (headerCount > DEFAULT_LIMITS.maxHeaders) {
       this.#plainReply(req, res, hooks, 431, 'Request Header Fields Too Large');
@@ -137,6 +156,19 @@ export class InProcessEnforcer {
         if (final.decision === 'DENY') {
           this.#deny(site.d, req, res, ctx, final, hooks);
           return;
+        }
+        const decided = site.d.forwardPath(ctx);
+        if (decided !== url) {
+          if (hooks.routed === true) {
+            // The framework chose the route by the path as received, and the decision was on its normalized form:
+            // the two could name different handlers, so the request goes no further.
+            this.#plainReply(req, res, hooks, 400, 'Bad Request');
+            site.d.refusal('http', start, info, 400, 'DPE', `the path ${JSON.stringify(url)} normalizes to ${JSON.stringify(decided)} after the framework routed it`, { method: ctx.method, authority: authority ?? '', path: url });
+            return;
+          }
+          // The app routes by the path that was decided, as the sidecar forwards it.
+          req.url = decided;
+          if (typeof received === 'string') (req as { originalUrl?: string }).originalUrl = decided;
         }
         this.#allow(site.d, req, res, ctx, final, upstreamExtra, downstreamExtra);
         next();
@@ -241,6 +273,7 @@ export class InProcessEnforcer {
     if (downstreamExtra !== undefined) for (const k in downstreamExtra) res.setHeader(k, downstreamExtra[k]!);
     const peer = ctx.info.peer;
     const m = peer === undefined ? null : PATTERN_SPIFFE.exec(peer);
+    (req as { [DECIDED]?: true })[DECIDED] = true;
     req.rampart = {
       principal: peer?.slice('spiffe://'.length), spiffeId: peer, namespace: m?.[1], serviceAccount: m?.[2],
       requestPrincipal: ctx.principal, claims: ctx.claims, mtls: ctx.info.mtls,
@@ -259,7 +292,7 @@ export class InProcessEnforcer {
     res.once('close', log);
   }
 
-  #plainReply(req: AnyRequest, res: AnyResponse, hooks: AnswerHooks, status: 400 | 431, body: string): void {
+  #plainReply(req: AnyRequest, res: AnyResponse, hooks: AnswerHooks, status: 400 | 426 | 431, body: string): void {
     hooks.beforeReply?.();
     res.writeHead(status, { 'content-type': 'text/plain', 'content-length': String(body.length), ...(isH2(req) ? {} : { connection: 'close' }) }).end(body);
     if (!isH2(req)) res.once('finish', () => req.socket.destroySoon());

@@ -177,7 +177,7 @@ export class Workload {
     const plugin = ((instance: FastifyLike, _opts: unknown, done: (err?: Error) => void): void => {
       instance.decorateRequest('rampart', null);
       instance.addHook('onRequest', (request: FastifyRequestLike, reply: FastifyReplyLike, hookDone: (err?: Error) => void) => {
-        const hooks: AnswerHooks = { beforeReply: () => reply.hijack() };
+        const hooks: AnswerHooks = { beforeReply: () => reply.hijack(), routed: true };
         e.handle(request.raw, reply.raw, (err) => {
           if (err !== undefined) {
             hookDone(err instanceof Error ? err : new Error(String(err)));

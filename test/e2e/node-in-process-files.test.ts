@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { request as undiciRequest, type Dispatcher } from 'undici';
 import { Workload, type WorkloadOptions } from '../../src/node/index.ts';
-import { listenLocal, loopbackAddress, scenarioDir, waitUntil } from '../support/proxy.ts';
+import { listenLocal, loopbackAddress, rawExchange, scenarioDir, waitUntil } from '../support/proxy.ts';
 
 /**
  * rampart/node on local files (the mesh file, policy files and a CA directory, as `rampart proxy --mesh --config
@@ -103,7 +103,7 @@ services:
     const server = web.createServer((req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
       const socket = (('stream' in req ? req.stream.session?.socket : req.socket) ?? req.socket) as TLSSocket;
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
-        principal: req.rampart?.principal ?? null, mtls: req.rampart?.mtls ?? null, version: req.httpVersion,
+        principal: req.rampart?.principal ?? null, mtls: req.rampart?.mtls ?? null, version: req.httpVersion, path: req.url,
         resumed: typeof socket.isSessionReused === 'function' ? socket.isSessionReused() : null,
         check: req.headers['x-ext-authz-check-result'] ?? null,
       }));
@@ -129,6 +129,29 @@ services:
       }).on('error', reject);
     });
     assert.deepEqual([plain['principal'], plain['mtls']], [null, false]);
+  });
+
+  it('decides and routes the normalized path, refuses HTTP/1.0, and decides once behind two layers', async () => {
+    const raw = async (line: string): Promise<string> => (await rawExchange(addr.web, 8080, `${line}\r\nhost: web.default:8080\r\nconnection: close\r\n\r\n`, 3_000)).text;
+    assert.match(await raw('GET /public/../admin HTTP/1.1'), /^HTTP\/1\.1 403 /, 'the DENY on /admin applies to /public/../admin');
+    const merged = await raw('GET /a/./b?x=1 HTTP/1.1');
+    assert.match(merged, /^HTTP\/1\.1 200 /);
+    assert.equal((JSON.parse(merged.slice(merged.indexOf('{'), merged.lastIndexOf('}') + 1)) as Record<string, unknown>)['path'], '/a/b?x=1', 'the app gets the path that was decided');
+    assert.match(await raw('GET / HTTP/1.0'), /^HTTP\/1\.1 426 /);
+    // Middleware behind createServer: the request is decided once (one access entry), and the app runs.
+    const lines: string[] = [];
+    const layered = await start('default/own', { accessLog: (l: string) => lines.push(...l.trim().split('\n')) });
+    const mw = layered.middleware();
+    const server = layered.createServer((req: http.IncomingMessage, res: http.ServerResponse) => mw(req, res, () => res.end('layered')));
+    server.server.listen(8443, addr.own);
+    await once(server.server, 'listening');
+    try {
+      assert.equal((await status(client.dispatcher(), 'http://own.default:8443/twice')).body, 'layered');
+      await layered.close();
+      assert.equal(lines.filter((l) => l.includes('"path":"/twice"')).length, 1);
+    } finally {
+      await server.close(500);
+    }
   });
 
   it('serves HTTP/2 on the same server, decided the same way', async () => {

@@ -94,6 +94,7 @@ async function ask(dispatcher: Dispatcher, host: string, path: string, token?: s
 
 /** A plaintext request straight to the port: answered, or the connection reset (as a STRICT port does). */
 function plaintext(address: string): Promise<string> {
+  // 'reset': the connection ended with no HTTP answer (a sidecar resets it; a TLS-only server drops it).
   return new Promise((resolve) => {
     const req = http.request({ host: address, port: 8000, path: '/headers', agent: false }, (res) => {
       res.resume();
@@ -202,16 +203,13 @@ services:
     await once(nodeServer.server, 'listening');
     servers.push({ close: () => nodeServer.close(1_000) });
 
-    // Fastify, enforced by the plugin, its requests handed over by the same kind of server.
+    // Fastify on its own HTTPS server (the workload's TLS options, kept current by secure()), enforced by the plugin.
     httpbinFastify = await start('httpbin-fastify', 'httpbin');
-    fastify = Fastify();
+    fastify = Fastify({ https: httpbinFastify.tlsOptions() });
+    httpbinFastify.secure(fastify.server as unknown as tls.Server);
     await fastify.register(httpbinFastify.fastify());
     fastify.all('/*', async (request) => ({ ...appView(request.raw), principal: (request as unknown as { rampart?: { principal?: string } }).rampart?.principal ?? null }));
-    await fastify.ready();
-    const fastifyServer = httpbinFastify.createServer((req: http.IncomingMessage, res: http.ServerResponse) => fastify.routing(req, res));
-    fastifyServer.server.listen(8000, addr.fastify);
-    await once(fastifyServer.server, 'listening');
-    servers.push({ close: () => fastifyServer.close(1_000) });
+    await fastify.listen({ port: 8000, host: addr.fastify });
 
     sleep = await start('sleep', 'my-service-account');
     guest = await start('guest', 'guest');
