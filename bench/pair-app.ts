@@ -32,6 +32,8 @@ interface Config {
 }
 
 const [role, mode, json] = process.argv.slice(2);
+// A normal exit on SIGTERM, so that --cpu-prof and the like write their files.
+process.once('SIGTERM', () => process.exit(0));
 const cfg = JSON.parse(json ?? '{}') as Config;
 const body = Buffer.alloc(cfg.bodyBytes, 'b');
 

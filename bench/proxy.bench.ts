@@ -45,6 +45,8 @@ const CONNECTIONS = 16;
 const BODY_BYTES = 1024;
 const RATE_DELAY_MS = 16;
 const SIDECAR_NODE_FLAGS = (process.env['RAMPART_SIDECAR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+/** Node flags for the app-to-app paths' apps (RAMPART_PAIR_NODE_FLAGS, e.g. "--cpu-prof"), for experiments. */
+const PAIR_NODE_FLAGS = (process.env['RAMPART_PAIR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
 /** `--workers` of both sidecars (RAMPART_SIDECAR_WORKERS; 1 by default). */
 const SIDECAR_WORKERS = process.env['RAMPART_SIDECAR_WORKERS'] ?? '1';
 /** Extra `rampart proxy` arguments for both sidecars (RAMPART_SIDECAR_ARGS, e.g. "--access-log off"), for experiments. */
@@ -396,7 +398,7 @@ services:
     const [httpsBackPort, httpsFrontPort, inProcessFrontPort] = [await freePort(), await freePort(), await freePort()];
     const inProcessFiles = { mesh: join(dir, 'mesh-in-process.yaml'), config: [join(dir, 'policies')], ca: join(dir, 'ca') };
     const pairSpawn = (name: string, role: string, mode: string, cfg: Record<string, unknown>): ChildProcess =>
-      spawnLogged(name, process.execPath, [pairApp, role, mode, JSON.stringify({ bodyBytes: BODY_BYTES, ...cfg })]);
+      spawnLogged(name, process.execPath, [...PAIR_NODE_FLAGS, pairApp, role, mode, JSON.stringify({ bodyBytes: BODY_BYTES, ...cfg })]);
     const httpsBack = pairSpawn('https-back', 'back', 'https', { listenHost: '127.0.0.1', listenPort: httpsBackPort, keyFile: httpsCert.key, certFile: httpsCert.cert });
     const httpsFront = pairSpawn('https-front', 'front', 'https', { listenHost: '127.0.0.1', listenPort: httpsFrontPort, backUrl: `https://127.0.0.1:${httpsBackPort}/echo`, rootFile: join(dir, 'root.pem') });
     const inProcessBack = pairSpawn('in-process-back', 'back', 'in-process', { listenHost: inProcessHost, listenPort: 8000, workload: 'default/httpbin', ...inProcessFiles });
