@@ -9,6 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { request as undiciRequest, type Dispatcher } from 'undici';
 import { Workload, type WorkloadOptions } from '../../src/node/index.ts';
+import { issueSvid } from '../support/certs.ts';
 import { listenLocal, loopbackAddress, rawExchange, scenarioDir, waitUntil } from '../support/proxy.ts';
 
 /**
@@ -54,8 +55,9 @@ async function status(dispatcher: Dispatcher, url: string, headers: Record<strin
 
 describe('rampart/node on local files', { timeout: 120_000 }, () => {
   let dir: string;
+  let ca: Awaited<ReturnType<typeof scenarioDir>>['ca'];
   let files: { mesh: string; config: string[]; ca: string };
-  const addr = { web: loopbackAddress(), own: loopbackAddress(), client: loopbackAddress() };
+  const addr = { web: loopbackAddress(), own: loopbackAddress(), client: loopbackAddress(), h2: loopbackAddress() };
   let web: Workload;
   let client: Workload;
   let dispatcher: Dispatcher;
@@ -67,7 +69,7 @@ describe('rampart/node on local files', { timeout: 120_000 }, () => {
     Workload.start({ workload, ...files, accessLog: 'off', log: quiet, ...more } as WorkloadOptions);
 
   before(async () => {
-    ({ dir } = await scenarioDir('rampart-node-files-'));
+    ({ dir, ca } = await scenarioDir('rampart-node-files-'));
     await mkdir(join(dir, 'policies'));
     await writeFile(join(dir, 'policies', 'p.yaml'), policies('PERMISSIVE'));
     authz = http.createServer((req, res) => {
@@ -91,6 +93,7 @@ describe('rampart/node on local files', { timeout: 120_000 }, () => {
 workloads:
 - {name: web, namespace: default, serviceAccount: web, labels: {app: web}, address: ${addr.web}, ports: [{name: http, port: 8080}]}
 - {name: own, namespace: default, serviceAccount: own, labels: {app: own}, address: ${addr.own}, ports: [{name: http, port: 8443}]}
+- {name: grpc, namespace: default, serviceAccount: grpc, labels: {app: grpc}, address: ${addr.h2}, ports: [{name: http2, port: 8444}]}
 - {name: client, namespace: default, serviceAccount: client, labels: {app: client}, address: ${addr.client}}
 services:
 - {name: web, namespace: default, selector: {app: web}, ports: [{name: http, port: 8080}]}
@@ -256,5 +259,36 @@ services:
     const afterRotation = await fresh();
     assert.notEqual(afterRotation['serial'], before['serial'], 'secure() gave the server the renewed SVID');
     assert.equal((await status(client.dispatcher(), 'https://own.default:8443/admin')).status, 403, 'the workload policies apply to it');
+  });
+
+  it("enforces in an http2 secure server of the app's own, for an HTTP/2 mTLS client with an SVID of the mesh", async () => {
+    const w = await start('default/grpc');
+    closers.unshift(() => w.close());
+    const server = w.secure(http2.createSecureServer({ ...w.tlsOptions(), allowHTTP1: true }, w.handler((req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+      res.end(JSON.stringify({ principal: req.rampart?.principal ?? null, version: req.httpVersion }));
+    })));
+    server.listen(8444, addr.h2);
+    await once(server, 'listening');
+    closers.unshift(() => new Promise<void>((r) => server.close(() => r())));
+    const svid = await issueSvid(ca, 'default', 'client');
+    const session = http2.connect(`https://${addr.h2}:8444`, { key: svid.keyPem, cert: svid.chainPem, ca: ca.trustBundle.pem, checkServerIdentity: () => undefined });
+    try {
+      const ask = (path: string): Promise<{ status: number; body: string }> => new Promise((resolve, reject) => {
+        const s = session.request({ ':path': path });
+        let body = '';
+        let code = 0;
+        s.on('response', (h) => (code = Number(h[':status'])));
+        s.on('data', (c: Buffer) => (body += c.toString()));
+        s.on('end', () => resolve({ status: code, body }));
+        s.on('error', reject);
+        s.end();
+      });
+      const ok = await ask('/');
+      assert.equal(ok.status, 200);
+      assert.deepEqual(JSON.parse(ok.body), { principal: 'cluster.local/ns/default/sa/client', version: '2.0' });
+      assert.deepEqual(await ask('/admin'), { status: 403, body: 'RBAC: access denied' });
+    } finally {
+      session.close();
+    }
   });
 });
