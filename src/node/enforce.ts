@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import { verifyTlsPeer } from '../identity/tls.ts';
 import { HttpDecisions, type ConnInfo, type RequestContext } from '../proxy/http-decision.ts';
 import { DEFAULT_LIMITS } from '../proxy/inbound.ts';
-import { authorityOf, distinctHeaders, grpcStatusOf, isGrpc, isH2, type AnyRequest, type AnyResponse } from '../proxy/request-view.ts';
+import { authorityOf, closeAfter, distinctHeaders, grpcReply, isGrpc, isH2, type AnyRequest, type AnyResponse } from '../proxy/request-view.ts';
 import { readRequestTarget } from '../proxy/request-target.ts';
 import type { Sidecar } from '../proxy/sidecar.ts';
 import type { Decision } from '../policy/decision.ts';
@@ -326,16 +326,6 @@ function countSent(res: AnyResponse, ctx: RequestContext): void {
     if (typeof a[0] !== 'function') count(a[0], a[1]);
     return end.apply(this, a);
   };
-}
-
-/** Closes an HTTP/1.1 connection once a denial is out (an unread body must not become the next request). */
-function closeAfter(req: AnyRequest, res: AnyResponse): void {
-  if (isH2(req) || req.complete) return;
-  res.once('finish', () => req.socket.destroySoon());
-}
-
-function grpcReply(res: AnyResponse, status: number, message: string, extra: Readonly<Record<string, string>>): void {
-  res.writeHead(200, { ...extra, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatusOf(status)), 'grpc-message': encodeURIComponent(message) }).end();
 }
 
 export type { AnyRequest, AnyResponse };

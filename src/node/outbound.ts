@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { createRequire } from 'node:module';
 import type { Agent } from 'undici';
-import type { Connected } from '../proxy/outbound.ts';
+import { outboundEntry, type Connected } from '../proxy/outbound.ts';
 import type { Sidecar } from '../proxy/sidecar.ts';
 
 /**
@@ -58,14 +58,7 @@ export class OutboundConnector {
   }
 
   #log(start: number, destination: string, c: Connected | undefined, error: string | undefined, bytes = { sent: 0, received: 0 }): void {
-    const w = c?.endpoint?.workload;
-    this.#sidecar.recordOutbound({
-      kind: 'outbound', via: 'in-process', time: new Date(start).toISOString(), durationMs: Date.now() - start, destination,
-      cluster: c?.dest?.clusterName, endpoint: c?.endpoint === undefined ? undefined : `${c.endpoint.address}:${c.endpoint.port}`,
-      mtls: c?.mtls ?? false, destinationWorkload: w?.name, destinationNamespace: w?.namespace,
-      destinationServiceAccount: w === undefined ? undefined : `${w.namespace}/${w.serviceAccount}`,
-      bytesSent: bytes.sent, bytesReceived: bytes.received, status: undefined, error,
-    });
+    this.#sidecar.recordOutbound(outboundEntry('in-process', start, destination, c, undefined, error, {}, bytes));
   }
 
   /** An undici dispatcher (`fetch(url, { dispatcher })`, `undici.request`) whose every connection is opened here. */

@@ -15,7 +15,7 @@ import { H1Connection, resetReason, type H1Exchange } from './h1-connection.ts';
 import { HttpDecisions, type ConnInfo, type LocalReply, type RequestContext } from './http-decision.ts';
 import { h1ParserAvailable } from './h1-parser.ts';
 import { peek } from './peek.ts';
-import { authorityOf, distinctHeaders, grpcStatusOf, isGrpc, isH2, type AnyRequest, type AnyResponse } from './request-view.ts';
+import { authorityOf, closeAfter, distinctHeaders, grpcReply, isGrpc, isH2, type AnyRequest, type AnyResponse } from './request-view.ts';
 import { readRequestTarget } from './request-target.ts';
 import { H2HeaderCheck } from './h2-header-check.ts';
 
@@ -406,11 +406,6 @@ export class InboundListener {
     return info ?? { peer: undefined, peerCertDer: undefined, mtls: false, sourceIp: req.socket.remoteAddress, localIp: req.socket.localAddress };
   }
 
-  /** Closes an HTTP/1.1 connection once the response is out (an unread body must not become the next request). */
-  #closeAfter(req: AnyRequest, res: AnyResponse): void {
-    if (isH2(req) || req.complete) return;
-    res.once('finish', () => req.socket.destroySoon());
-  }
 
   // --- HTTP/1.1 without node:http (h1-connection.ts) ---
 
@@ -596,9 +591,9 @@ export class InboundListener {
       (denied, answer, reason, debug) => {
         this.#d.log(ctx, denied, answer.status, reason);
         ctx.sent = Buffer.byteLength(answer.body);
-        if (isGrpc(req)) this.#grpcReply(res, answer.status, answer.body || `denied by CUSTOM provider "${denied.customProvider ?? ''}"`, debug);
+        if (isGrpc(req)) grpcReply(res, answer.status, answer.body || `denied by CUSTOM provider "${denied.customProvider ?? ''}"`, debug);
         else res.writeHead(answer.status, { ...answer.headers, 'content-length': String(ctx.sent), ...debug }).end(answer.body);
-        this.#closeAfter(req, res);
+        closeAfter(req, res);
       });
   }
 
@@ -617,9 +612,9 @@ export class InboundListener {
       if (isGrpc(req)) {
         // gRPC clients read the status from trailers: a local reply is HTTP 200 with grpc-status, as Envoy sends it.
         const { 'content-type': _ct, ...rest } = r.headers;
-        this.#grpcReply(res, r.status, r.body, rest);
+        grpcReply(res, r.status, r.body, rest);
       } else res.writeHead(r.status, { ...r.headers, 'content-length': String(ctx.sent) }).end(r.body);
-      this.#closeAfter(req, res);
+      closeAfter(req, res);
       this.#d.log(ctx, d, r.status);
       return;
     }
@@ -677,14 +672,11 @@ export class InboundListener {
     ctx.flags = 'UF';
     const r = this.#upstreamFailure(ctx, reason);
     ctx.sent = Buffer.byteLength(r.body);
-    if (isGrpc(req)) this.#grpcReply(res, r.status, r.body, {});
+    if (isGrpc(req)) grpcReply(res, r.status, r.body, {});
     else res.writeHead(r.status, { ...r.headers, 'content-length': String(ctx.sent) }).end(r.body);
     this.#d.log(ctx, d, r.status);
   }
 
-  #grpcReply(res: AnyResponse, status: number, message: string, extra: Readonly<Record<string, string>>): void {
-    res.writeHead(200, { ...extra, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatusOf(status)), 'grpc-message': encodeURIComponent(message) }).end();
-  }
 
   #h2Session(): http2.ClientHttp2Session {
     const cur = this.#h2Up;

@@ -196,14 +196,7 @@ export class OutboundProxy {
 
   #log(via: OutboundEntry['via'], start: number, destination: string, c: Connected | undefined, status: number | undefined, error: string | undefined,
     extra: { method?: string; path?: string } = {}, bytes: { sent: number; received: number } = { sent: 0, received: 0 }): void {
-    const w = c?.endpoint?.workload;
-    this.#o.onLog({
-      kind: 'outbound', via, time: new Date(start).toISOString(), durationMs: Date.now() - start, destination,
-      cluster: c?.dest?.clusterName, endpoint: c?.endpoint === undefined ? undefined : `${c.endpoint.address}:${c.endpoint.port}`,
-      mtls: c?.mtls ?? false, destinationWorkload: w?.name, destinationNamespace: w?.namespace,
-      destinationServiceAccount: w === undefined ? undefined : `${w.namespace}/${w.serviceAccount}`,
-      bytesSent: bytes.sent, bytesReceived: bytes.received, status, error, ...extra,
-    });
+    this.#o.onLog(outboundEntry(via, start, destination, c, status, error, extra, bytes));
   }
 
   async #upstream(u: Upstream, local: net.Socket): Promise<void> {
@@ -360,6 +353,19 @@ export class OutboundProxy {
     });
     req.pipe(up);
   }
+}
+
+/** The access entry of an outbound connection or request, from what `connect` opened (nothing when it failed). */
+export function outboundEntry(via: OutboundEntry['via'], start: number, destination: string, c: Connected | undefined, status: number | undefined, error: string | undefined,
+  extra: { method?: string; path?: string } = {}, bytes: { sent: number; received: number } = { sent: 0, received: 0 }): OutboundEntry {
+  const w = c?.endpoint?.workload;
+  return {
+    kind: 'outbound', via, time: new Date(start).toISOString(), durationMs: Date.now() - start, destination,
+    cluster: c?.dest?.clusterName, endpoint: c?.endpoint === undefined ? undefined : `${c.endpoint.address}:${c.endpoint.port}`,
+    mtls: c?.mtls ?? false, destinationWorkload: w?.name, destinationNamespace: w?.namespace,
+    destinationServiceAccount: w === undefined ? undefined : `${w.namespace}/${w.serviceAccount}`,
+    bytesSent: bytes.sent, bytesReceived: bytes.received, status, error, ...extra,
+  };
 }
 
 /** Bytes from the app (sent) and to it (received), counted as they pass. */

@@ -52,3 +52,14 @@ export function isGrpc(req: AnyRequest): boolean {
   const ct = req.headers['content-type'];
   return typeof ct === 'string' && ct.startsWith('application/grpc');
 }
+
+/** A local reply to a gRPC client: HTTP 200 with the status in grpc-status, as Envoy sends it (clients read trailers). */
+export function grpcReply(res: AnyResponse, status: number, message: string, extra: Readonly<Record<string, string>>): void {
+  res.writeHead(200, { ...extra, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatusOf(status)), 'grpc-message': encodeURIComponent(message) }).end();
+}
+
+/** Closes an HTTP/1.1 connection once the response is out (an unread body must not become the next request). */
+export function closeAfter(req: AnyRequest, res: AnyResponse): void {
+  if (isH2(req) || req.complete) return;
+  res.once('finish', () => req.socket.destroySoon());
+}

@@ -48,6 +48,20 @@ async function replaceFile(file: string, text: string): Promise<void> {
   await rename(`${file}.tmp`, file);
 }
 
+/** One HTTP/2 GET on a session: its status and body. */
+function h2Get(session: http2.ClientHttp2Session, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const s = session.request({ ':path': path });
+    let body = '';
+    let code = 0;
+    s.on('response', (h) => (code = Number(h[':status'])));
+    s.on('data', (c: Buffer) => (body += c.toString()));
+    s.on('end', () => resolve({ status: code, body }));
+    s.on('error', reject);
+    s.end();
+  });
+}
+
 async function status(dispatcher: Dispatcher, url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   const r = await undiciRequest(url, { dispatcher, headers });
   return { status: r.statusCode, body: await r.body.text(), headers: r.headers };
@@ -160,16 +174,7 @@ services:
   it('serves HTTP/2 on the same server, decided the same way', async () => {
     const session = http2.connect(`http://${addr.web}:8080`);
     try {
-      const ask = (path: string): Promise<{ status: number; body: string }> => new Promise((resolve, reject) => {
-        const s = session.request({ ':path': path });
-        let body = '';
-        let code = 0;
-        s.on('response', (h) => (code = Number(h[':status'])));
-        s.on('data', (c: Buffer) => (body += c.toString()));
-        s.on('end', () => resolve({ status: code, body }));
-        s.on('error', reject);
-        s.end();
-      });
+      const ask = (path: string): Promise<{ status: number; body: string }> => h2Get(session, path);
       const ok = await ask('/');
       assert.equal(ok.status, 200);
       assert.equal((JSON.parse(ok.body) as Record<string, unknown>)['version'], '2.0');
@@ -273,16 +278,7 @@ services:
     const svid = await issueSvid(ca, 'default', 'client');
     const session = http2.connect(`https://${addr.h2}:8444`, { key: svid.keyPem, cert: svid.chainPem, ca: ca.trustBundle.pem, checkServerIdentity: () => undefined });
     try {
-      const ask = (path: string): Promise<{ status: number; body: string }> => new Promise((resolve, reject) => {
-        const s = session.request({ ':path': path });
-        let body = '';
-        let code = 0;
-        s.on('response', (h) => (code = Number(h[':status'])));
-        s.on('data', (c: Buffer) => (body += c.toString()));
-        s.on('end', () => resolve({ status: code, body }));
-        s.on('error', reject);
-        s.end();
-      });
+      const ask = (path: string): Promise<{ status: number; body: string }> => h2Get(session, path);
       const ok = await ask('/');
       assert.equal(ok.status, 200);
       assert.deepEqual(JSON.parse(ok.body), { principal: 'cluster.local/ns/default/sa/client', version: '2.0' });

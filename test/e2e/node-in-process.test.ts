@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
@@ -24,42 +24,11 @@ import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, wait
 
 const ISSUER = 'https://issuer.rampart.example';
 
-function seedPolicies(jwksPort: number): string {
-  return `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: STRICT}}
----
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: httpbin-jwt, namespace: default}
-spec:
-  selector: {matchLabels: {app: httpbin}}
-  jwtRules:
-  - issuer: "${ISSUER}"
-    jwksUri: "http://127.0.0.1:${jwksPort}/jwks.json"
-    audiences: ["httpbin"]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: require-jwt-or-mtls, namespace: default}
-spec:
-  selector: {matchLabels: {app: httpbin}}
-  action: ALLOW
-  rules:
-  - from: [{source: {principals: ["cluster.local/ns/default/sa/my-service-account"]}}]
-  - from: [{source: {requestPrincipals: ["${ISSUER}/*"]}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: default}
-spec:
-  selector: {matchLabels: {app: httpbin}}
-  action: DENY
-  rules:
-  - from: [{source: {notPrincipals: ["cluster.local/ns/ops/sa/admin"]}}]
-    to: [{operation: {ports: ["8000"], paths: ["/admin", "/admin/*"]}}]
-`;
+/** The seed scenario's policies as `npm start` runs them (examples/mesh), their JWKS served by this test. */
+async function seedPolicies(jwksPort: number): Promise<string> {
+  const text = await readFile(join(import.meta.dirname, '..', '..', 'examples', 'mesh', 'policies.yaml'), 'utf8');
+  assert.ok(text.includes('http://127.0.0.1:15180/.well-known/jwks.json'));
+  return text.replace('http://127.0.0.1:15180/.well-known/jwks.json', `http://127.0.0.1:${jwksPort}/jwks.json`);
 }
 
 const DENY_BLOCKED = `apiVersion: security.istio.io/v1
@@ -180,7 +149,7 @@ services:
 - {name: httpbin-sidecar, namespace: default, selector: {via: sidecar}, ports: [{name: http, port: 8000}]}
 - {name: httpbin-rogue, namespace: default, selector: {app: rogue}, ports: [{name: http, port: 8000}]}
 `);
-    await writeFile(join(cfg, 'policies.yaml'), seedPolicies(jwksPort));
+    await writeFile(join(cfg, 'policies.yaml'), await seedPolicies(jwksPort));
     cp = await whenReady(spawnRampart('control-plane', [cfg, '--ca', join(dir, 'ca'), '--port', String(cpPort), '--admin-port', String(await freePort()), '--debounce', '50ms']));
     const tokenFile = join(dir, 'sidecar.token');
     await writeFile(tokenFile, await ca.bootstrapToken('default', 'httpbin'));
