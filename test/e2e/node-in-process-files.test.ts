@@ -155,6 +155,8 @@ services:
     assert.match(merged, /^HTTP\/1\.1 200 /);
     assert.equal((JSON.parse(merged.slice(merged.indexOf('{'), merged.lastIndexOf('}') + 1)) as Record<string, unknown>)['path'], '/a/b?x=1', 'the app gets the path that was decided');
     assert.match(await raw('GET / HTTP/1.0'), /^HTTP\/1\.1 426 /);
+    const many = Array.from({ length: 101 }, (_, i) => `x-h${i}: v`).join('\r\n');
+    assert.match(await raw(`GET / HTTP/1.1\r\n${many}`), /^HTTP\/1\.1 431 /, 'more than 100 headers are refused, as by the sidecar');
     // Middleware behind createServer: the request is decided once (one access entry), and the app runs.
     const lines: string[] = [];
     const layered = await start('default/own', { accessLog: (l: string) => lines.push(...l.trim().split('\n')) });
@@ -242,6 +244,11 @@ services:
       (err: Error & { code?: string }) => err.code === 'ERR_PROXY_CONFIG' && /p\.yaml:\d+/.test(err.message) && /action/.test(err.message));
     await assert.rejects(Workload.start({ workload: 'default/nobody', ...files, accessLog: 'off', log: quiet }), /default\/nobody is not in the mesh file/);
     assert.throws(() => web.middleware({ port: 9999 }), /port 9999 is not a port of workload default\/web/);
+    // A control plane without the credentials a first CSR needs is refused before anything is attempted.
+    await assert.rejects(Workload.start({ workload: 'default/web', controlPlane: { url: 'https://127.0.0.1:1', rootCert: 'x' }, accessLog: 'off', log: quiet }),
+      (err: Error & { code?: string }) => err.code === 'ERR_WORKLOAD_TOKEN');
+    await assert.rejects(Workload.start({ workload: 'default/web', controlPlane: { url: 'https://127.0.0.1:1', token: 'x' }, accessLog: 'off', log: quiet }),
+      (err: Error & { code?: string }) => err.code === 'ERR_WORKLOAD_ROOTS');
   });
 
   it("enforces in a server of the app's own, made with tlsOptions() and kept current by secure()", async () => {
