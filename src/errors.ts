@@ -25,3 +25,10 @@ export class RequestError extends RampartError {
     this.path = path;
   }
 }
+
+/** Traffic capture that cannot be set up or used: no rule backend, no original-destination support, a bad option. */
+export class CaptureError extends RampartError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
