@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { extAuthzHttpConfig, headerListMatches } from '../src/proxy/ext-authz.ts';
-import { resolveDestination, splitHostPort } from '../src/proxy/registry.ts';
+import { destinationByAddress, resolveDestination, splitHostPort } from '../src/proxy/registry.ts';
+import { hostsBlock, withHostsBlock } from '../src/proxy/hosts-entries.ts';
 import { xfccValue } from '../src/proxy/xfcc.ts';
 import { parseMeshFile } from '../src/resources/mesh-file.ts';
 
@@ -42,6 +43,41 @@ test('registry: endpoints are the selected workloads of the service namespace, w
   assert.deepEqual(d.serviceAccounts, ['bookinfo/reviews', 'bookinfo/reviews-v2']);
   const r = resolveDestination(mesh, 'bookinfo', 'ratings', 80)!;
   assert.deepEqual(r.endpoints.map((e) => e.port), [9080], 'the service port maps to the workload port');
+});
+
+test('registry by original destination: a service address and port, an endpoint of a service, nothing else', () => {
+  const reviews = mesh.services.find((s) => s.name === 'reviews')!;
+  assert.ok(reviews.allocated && reviews.address.startsWith('240.240.'), reviews.address);
+  // Rows: address, port → cluster, endpoints, the service accounts the server must prove.
+  const rows: Array<[string, number, string | undefined, string[], string[]]> = [
+    [reviews.address, 9080, 'outbound_.9080_._.reviews.bookinfo.svc.cluster.local', ['127.0.1.1:9080', '127.0.1.2:9080'], ['bookinfo/reviews', 'bookinfo/reviews-v2']],
+    [reviews.address, 9081, undefined, [], []],
+    ['127.0.1.2', 9080, 'outbound_.9080_._.reviews.bookinfo.svc.cluster.local', ['127.0.1.2:9080'], ['bookinfo/reviews-v2']],
+    ['127.0.1.3', 9080, 'outbound_.80_._.ratings.bookinfo.svc.cluster.local', ['127.0.1.3:9080'], ['bookinfo/ratings']],
+    // other-ns is selected by no service of its namespace: outside the registry, as a pod IP of no service in Istio.
+    ['127.0.1.4', 9080, undefined, [], []],
+    ['10.0.0.9', 9080, undefined, [], []],
+  ];
+  for (const [address, port, cluster, endpoints, sas] of rows) {
+    const d = destinationByAddress(mesh, address, port);
+    assert.equal(d?.clusterName, cluster, `${address}:${port}`);
+    assert.deepEqual(d?.endpoints.map((e) => `${e.address}:${e.port}`) ?? [], endpoints, `${address}:${port}`);
+    assert.deepEqual(d?.serviceAccounts ?? [], sas, `${address}:${port}`);
+  }
+});
+
+test('hosts entries: every service under its three names, the bare name in the workload namespace; the block replaced in place', () => {
+  const block = hostsBlock(mesh, 'bookinfo');
+  const ratings = mesh.services.find((s) => s.name === 'ratings')!.address;
+  assert.match(block, new RegExp(`^${ratings.replaceAll('.', '\\.')}\tratings\.bookinfo\.svc\.cluster\.local ratings\.bookinfo\.svc ratings\.bookinfo ratings$`, 'm'));
+  assert.doesNotMatch(hostsBlock(mesh, 'default'), / ratings$/m, 'no bare name from another namespace');
+  const original = '127.0.0.1\tlocalhost\n10.0.0.1 gateway # mine\n';
+  const once = withHostsBlock(original, block);
+  assert.ok(once.startsWith(original) && once.endsWith(block));
+  const other = hostsBlock({ ...mesh, services: [] }, 'bookinfo');
+  const twice = withHostsBlock(once, other);
+  assert.equal(twice, original + other, 'the old block is replaced, the lines around it kept');
+  assert.equal(withHostsBlock(twice, other), twice);
 });
 
 test('splitHostPort: names, IPv4, bracketed IPv6, default port', () => {

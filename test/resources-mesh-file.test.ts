@@ -70,3 +70,32 @@ test('one broken workload leaves the others in', () => {
   assert.equal(diagnostics.length, 1);
   assert.deepEqual(mesh.workloads.map((w) => w.name), ['good', 'also-good']);
 });
+
+test('service addresses: given ones kept, the others allocated from 240.240.0.0/16 by name, stable when services come and go', () => {
+  const text = (extra: string): string => `workloads: []
+services:
+- {name: a, namespace: x, selector: {app: a}, address: 10.96.0.10, ports: [{port: 80}]}
+- {name: b, namespace: x, selector: {app: b}, ports: [{port: 80}]}
+- {name: c, namespace: y, selector: {app: c}, ports: [{port: 80}]}
+${extra}`;
+  const one = parseMeshFile(text(''), 'mesh.yaml');
+  assert.deepEqual(one.diagnostics, []);
+  const [a, b, c] = one.mesh.services;
+  assert.equal(a!.address, '10.96.0.10');
+  assert.equal(a!.allocated, false);
+  for (const s of [b!, c!]) {
+    assert.ok(s.allocated);
+    assert.match(s.address, /^240\.240\.\d+\.\d+$/);
+    assert.doesNotMatch(s.address, /\.(0|255)$/);
+  }
+  assert.notEqual(b!.address, c!.address);
+  const more = parseMeshFile(text('- {name: d, namespace: x, selector: {app: d}, ports: [{port: 80}]}\n'), 'mesh.yaml');
+  assert.deepEqual(more.mesh.services.slice(0, 3).map((s) => s.address), [a!.address, b!.address, c!.address], 'adding a service moves no other');
+  const bad = parseMeshFile(`services:
+- {name: a, selector: {app: a}, address: 10.0.0.300, ports: [{port: 80}]}
+- {name: b, selector: {app: b}, address: 10.0.0.1, ports: [{port: 80}]}
+- {name: c, selector: {app: c}, address: 10.0.0.1, ports: [{port: 80}]}
+`, 'mesh.yaml');
+  assert.deepEqual(bad.diagnostics.map((d) => `${d.line} ${d.path} ${d.code}`), ['2 services[0].address ERR_ADDRESS', '4 services[2].address ERR_ADDRESS_DUPLICATE']);
+  assert.deepEqual(bad.mesh.services.map((s) => s.name), ['b']);
+});

@@ -202,8 +202,9 @@ export class InboundListener {
       `connection limit of ${this.#limits.maxConnections} reached`));
   }
 
-  get port(): number {
-    return (this.#server.address() as net.AddressInfo).port;
+  /** The port it listens on; undefined when it does not listen itself (its connections come through `accept`). */
+  get port(): number | undefined {
+    return (this.#server.address() as net.AddressInfo | null)?.port;
   }
 
   listen(): Promise<void> {
@@ -212,6 +213,14 @@ export class InboundListener {
       what: `the inbound port ${this.#o.port.port} of ${w.namespace}/${w.name}`,
       movedBy: `the address and ports of workload ${w.namespace}/${w.name} in the mesh file (or --host)`,
     });
+  }
+
+  /**
+   * A connection accepted elsewhere for this port (a captured one: traffic capture sends every inbound connection to
+   * one port, and its original destination names the workload port), handled as if this listener had accepted it.
+   */
+  accept(socket: net.Socket): void {
+    void this.#onConnection(socket);
   }
 
   /** Stops accepting; open connections are closed once idle (in-flight requests finish). */

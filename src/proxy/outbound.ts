@@ -9,7 +9,7 @@ import type { Svid } from '../identity/svid.ts';
 import type { TrustBundle } from '../identity/trust-bundle.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
 import type { MeshFile, MeshWorkload } from '../resources/mesh-file.ts';
-import { resolveDestination, splitHostPort, type Destination, type Endpoint } from './registry.ts';
+import { destinationByAddress, resolveDestination, splitHostPort, type Destination, type Endpoint } from './registry.ts';
 
 /**
  * The outbound side of a sidecar: the app reaches other services through it, as an HTTP proxy
@@ -35,8 +35,11 @@ export interface ClientTls {
 
 export interface OutboundEntry {
   readonly kind: 'outbound';
-  /** The app's HTTP proxy, a CONNECT tunnel through it, an upstream port, or an in-process client's connection. */
-  readonly via: 'http-proxy' | 'connect' | 'upstream' | 'in-process';
+  /**
+   * The app's HTTP proxy, a CONNECT tunnel through it, an upstream port, an in-process client's connection, or a
+   * connection the app opened to the destination itself, captured (transparent interception).
+   */
+  readonly via: 'http-proxy' | 'connect' | 'upstream' | 'in-process' | 'capture';
   readonly time: string;
   readonly durationMs: number;
   readonly destination: string;
@@ -137,8 +140,21 @@ export class OutboundProxy {
 
   /** Opens a connection to host:port as the mesh says: mTLS with secure naming, plaintext, or refused. */
   async connect(host: string, port: number): Promise<Connected> {
+    const { mesh } = this.#o.current();
+    return this.#open(resolveDestination(mesh, this.#o.workload.namespace, host, port), host, port);
+  }
+
+  /**
+   * Opens a connection for a captured one, by its original destination: a service's address or an endpoint of one
+   * (the registry), with mTLS and secure naming as `connect`; any other address per outboundTrafficPolicy.
+   */
+  async connectOriginal(address: string, port: number): Promise<Connected> {
+    const { mesh } = this.#o.current();
+    return this.#open(destinationByAddress(mesh, address, port), address, port);
+  }
+
+  async #open(dest: Destination | undefined, host: string, port: number): Promise<Connected> {
     const { mesh, engine } = this.#o.current();
-    const dest = resolveDestination(mesh, this.#o.workload.namespace, host, port);
     if (dest === undefined) {
       if (mesh.mesh.outboundTrafficPolicy === 'REGISTRY_ONLY') {
         throw new OutboundError('ERR_OUTBOUND_REGISTRY_ONLY', `${host}:${port} is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY`, 502);

@@ -43,7 +43,30 @@ export function resolveDestination(mesh: MeshFile, callerNamespace: string, host
     [name, namespace] = [parts[0]!, parts[1]!];
   } else return undefined;
   const service = mesh.services.find((s) => s.name === name && s.namespace === namespace);
-  if (service === undefined) return undefined;
+  return service === undefined ? undefined : destinationOf(mesh, service, port);
+}
+
+/**
+ * The destination of a captured connection, by its original destination address: a service's address (its
+ * virtual IP) and one of its ports; or a workload's address and a port one of its services targets, as the service's
+ * destination narrowed to that endpoint (secure naming: the server must prove that workload's service account).
+ * Anything else is outside the registry (the caller applies outboundTrafficPolicy). Pure.
+ */
+export function destinationByAddress(mesh: MeshFile, address: string, port: number): Destination | undefined {
+  const service = mesh.services.find((s) => s.address === address);
+  if (service !== undefined) return destinationOf(mesh, service, port);
+  for (const s of mesh.services) {
+    const sp = s.ports.find((p) => p.targetPort === port);
+    if (sp === undefined) continue;
+    const d = destinationOf(mesh, s, sp.port);
+    const ep = d?.endpoints.find((e) => e.address === address);
+    if (d === undefined || ep === undefined) continue;
+    return { ...d, endpoints: [ep], serviceAccounts: [`${ep.workload.namespace}/${ep.workload.serviceAccount}`] };
+  }
+  return undefined;
+}
+
+function destinationOf(mesh: MeshFile, service: MeshService, port: number): Destination | undefined {
   const sp = service.ports.find((p) => p.port === port);
   if (sp === undefined) return undefined;
   const endpoints: Endpoint[] = [];

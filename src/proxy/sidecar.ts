@@ -16,9 +16,9 @@ import { KeyRegistry } from '../jwt/key-registry.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { formatDiagnostic, type Diagnostic } from '../resources/diagnostic.ts';
 import { loadResources } from '../resources/load.ts';
-import { findWorkload, parseMeshFile, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
+import { findWorkload, parseMeshFile, type MeshFile, type MeshWorkload, type WorkloadPort } from '../resources/mesh-file.ts';
 import { jwksTelemetry, type EventLog } from '../telemetry/jwks.ts';
-import { InboundListener, type AccessEntry, type InboundLimits, type InboundState, type TlsState } from './inbound.ts';
+import { DEFAULT_LIMITS, InboundListener, type AccessEntry, type InboundLimits, type InboundState, type TlsState } from './inbound.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { OutboundProxy, type ClientTls, type OutboundEntry, type Upstream } from './outbound.ts';
 import type { ControlPlaneClient } from './control-client.ts';
@@ -27,6 +27,10 @@ import { snapshotSources, type ProxySnapshot } from '../control/snapshot.ts';
 import type { SourceText } from '../resources/load.ts';
 import type { IstioIdentity, SpiffeId } from '../identity/spiffe-id.ts';
 import type { SvidRequester } from '../identity/cert-manager.ts';
+import type net from 'node:net';
+import { CaptureListeners, type OriginalDestination } from './capture-listeners.ts';
+import { hostsBlock, withHostsBlock } from './hosts-entries.ts';
+import { rewriteHostsFile } from '../io/hosts-file.ts';
 
 /**
  * `rampart proxy`: the sidecar of one workload. It reads the mesh file and the policy files, serves one inbound
@@ -77,6 +81,11 @@ export interface SidecarOptions {
    * configuration and its reloads, metrics, the access log, the admin endpoint.
    */
   readonly embedded?: boolean;
+  /**
+   * Traffic capture (`rampart capture` in the workload's network namespace): no listener per workload port and no
+   * outbound ports; the inbound and outbound capture ports instead, and the app keeps its own ports.
+   */
+  readonly capture?: CaptureSettings;
   /** Debounce of file-change reloads. */
   readonly reloadDebounceMs?: number;
   readonly log: EventLog & { info(fields: object, message: string): void };
@@ -88,6 +97,20 @@ export interface SidecarOptions {
    */
   readonly accessLog: (entry: AccessEntry | OutboundEntry, workload: string) => void;
 }
+
+export interface CaptureSettings {
+  /** Istio's 15006. */
+  readonly inboundPort: number;
+  /** Istio's 15001. */
+  readonly outboundPort: number;
+  /** SO_ORIGINAL_DST of an accepted connection (src/capture/original-dst.ts). */
+  readonly originalDestination: (socket: net.Socket) => OriginalDestination;
+  /** A hosts file to keep the mesh services' names in (the namespace's /etc/netns/<name>/hosts, or /etc/hosts). */
+  readonly hostsFile?: string;
+}
+
+/** Undeclared ports a captured workload serves (Istio's inbound passthrough); beyond it their connections are refused. */
+const MAX_PASSTHROUGH_PORTS = 256;
 
 interface Loaded {
   readonly state: InboundState;
@@ -103,6 +126,10 @@ export class Sidecar {
   #clientTls: ClientTls | undefined;
   #outbound: OutboundProxy | undefined;
   #listeners: InboundListener[] = [];
+  #capture: CaptureListeners | undefined;
+  /** Listeners of undeclared ports under capture, made on their first connection. */
+  readonly #passthrough = new Map<number, InboundListener>();
+  #hostsWritten: MeshFile | undefined;
   #admin: http.Server | undefined;
   #watchers: FSWatcher[] = [];
   #reloadTimer: NodeJS.Timeout | undefined;
@@ -268,26 +295,41 @@ export class Sidecar {
     });
     const outbound = this.#outbound;
     const host = this.#o.host ?? w.address;
+    const listenerFor = (port: WorkloadPort): InboundListener => new InboundListener({
+      workload: w, port, host,
+      state: () => this.#loaded!.state,
+      tls: () => this.#tls,
+      onAccess: (e) => this.#onAccess(e),
+      connect: async (h, p) => (await outbound.connect(h, p)).socket,
+      onTcpOpen: (principal, mtls) => this.#metrics?.tcpOpened(principal, mtls),
+      ...(this.#o.limits === undefined ? {} : { limits: this.#o.limits }),
+    });
     for (const port of this.#o.embedded === true ? [] : w.ports) {
-      const l = new InboundListener({
-        workload: w, port, host,
-        state: () => this.#loaded!.state,
-        tls: () => this.#tls,
-        onAccess: (e) => this.#onAccess(e),
-        connect: async (h, p) => (await outbound.connect(h, p)).socket,
-        onTcpOpen: (principal, mtls) => this.#metrics?.tcpOpened(principal, mtls),
-        ...(this.#o.limits === undefined ? {} : { limits: this.#o.limits }),
-      });
-      await l.listen();
+      const l = listenerFor(port);
+      if (this.#o.capture === undefined) await l.listen();
       this.#listeners.push(l);
+    }
+    const capture = this.#o.capture;
+    if (capture !== undefined && this.#o.embedded !== true) {
+      this.#capture = new CaptureListeners({
+        inboundPort: capture.inboundPort, outboundPort: capture.outboundPort,
+        originalDestination: capture.originalDestination,
+        inbound: (port) => this.#captured(port, listenerFor),
+        outbound, onLog: (e) => this.recordOutbound(e),
+        maxConnections: this.#o.limits?.maxConnections ?? DEFAULT_LIMITS.maxConnections,
+        onRefused: (direction, reason, peer) => this.#o.log.warn({ event: 'capture-refused', direction, reason, peer: peer ?? null }, `captured ${direction} connection refused: ${reason}`),
+      });
+      await this.#capture.listen();
+      await this.#writeHosts(first!.mesh);
     }
     await this.#outbound.listen();
     if (this.#o.adminPort !== undefined) await this.#startAdmin(this.#o.adminPort);
     if (cp === undefined) this.#watch();
     this.#readyInfo = {
       workload: `${w.namespace}/${w.name}`,
-      ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]?.port ?? null, app: p.targetPort, protocol: p.protocol })),
+      ports: w.ports.map((p, i) => ({ port: p.port, listen: this.#listeners[i]?.port ?? this.#capture?.ports.inbound ?? null, app: p.targetPort, protocol: p.protocol })),
       outbound: Object.fromEntries(this.#outbound.ports),
+      ...(this.#capture === undefined ? {} : { capture: { ...this.#capture.ports, hostsFile: capture?.hostsFile ?? null } }),
       configVersion: first!.state.version,
     };
     this.#o.log.info(
@@ -302,7 +344,8 @@ export class Sidecar {
     this.#certs?.stop();
     this.#o.controlPlane?.stop();
     this.#loaded?.registry.stop();
-    await Promise.all([...this.#listeners.map((l) => l.close()), this.#outbound?.close()]);
+    await this.#capture?.close();
+    await Promise.all([...this.#listeners.map((l) => l.close()), ...[...this.#passthrough.values()].map((l) => l.close()), this.#outbound?.close()]);
     await new Promise<void>((r) => (this.#admin === undefined ? r() : this.#admin.close(() => r())));
     this.#admin?.closeAllConnections();
   }
@@ -427,7 +470,40 @@ export class Sidecar {
     this.#lastError = undefined;
     this.#jwks.watch(next.registry.sources);
     old?.registry.stop();
+    if (this.#capture !== undefined) void this.#writeHosts(next.mesh);
     this.#o.log.info({ event: 'config-applied', configVersion: next.state.version, resources: next.resources }, `configuration version ${next.state.version} applied (${next.resources} resources)`);
+  }
+
+  /** The listener of a captured connection's original port: the workload port's, or a passthrough one. */
+  #captured(port: number, make: (p: WorkloadPort) => InboundListener): InboundListener {
+    const i = this.workload.ports.findIndex((p) => p.port === port);
+    if (i !== -1) return this.#listeners[i]!;
+    let l = this.#passthrough.get(port);
+    if (l === undefined) {
+      if (this.#passthrough.size >= MAX_PASSTHROUGH_PORTS) {
+        throw new SidecarError('ERR_CAPTURE_PORTS', `more than ${MAX_PASSTHROUGH_PORTS} undeclared ports: port ${port} refused (declare the app's ports in the mesh file)`);
+      }
+      // Istio's inbound passthrough: a port the mesh does not declare still gets the workload's PeerAuthentication
+      // and AuthorizationPolicies, its protocol detected from the first bytes; the app gets it on the same port.
+      l = make({ name: undefined, port, targetPort: port, protocol: 'DETECT' });
+      this.#passthrough.set(port, l);
+    }
+    return l;
+  }
+
+  /** The mesh services' names into the hosts file, when the registry changed (errors are logged, not fatal). */
+  async #writeHosts(mesh: MeshFile): Promise<void> {
+    const file = this.#o.capture?.hostsFile;
+    if (file === undefined || mesh === this.#hostsWritten) return;
+    this.#hostsWritten = mesh;
+    const block = hostsBlock(mesh, this.workload.namespace);
+    try {
+      if (await rewriteHostsFile(file, (existing) => withHostsBlock(existing, block))) {
+        this.#o.log.info({ event: 'hosts-written', file, services: mesh.services.length }, `${mesh.services.length} mesh service name(s) written to ${file}`);
+      }
+    } catch (err) {
+      this.#o.log.error({ event: 'hosts-write-failed', file, error: (err as Error).message }, `cannot write ${file}: ${(err as Error).message}`);
+    }
   }
 
   #watch(): void {

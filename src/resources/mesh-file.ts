@@ -3,6 +3,7 @@ import type { Diagnostic } from './diagnostic.ts';
 import { DEFAULT_MESH, decodeMesh, type MeshSettings } from './mesh-config.ts';
 import { Reporter } from './report.ts';
 import { parseDocuments } from './yaml-source.ts';
+import { parseIp } from '../match/cidr.ts';
 
 /**
  * The mesh file: what Kubernetes would otherwise tell the mesh — its settings (MeshConfig), the workloads (pods:
@@ -21,6 +22,7 @@ import { parseDocuments } from './yaml-source.ts';
  * - name: httpbin
  *   namespace: default
  *   selector: {app: httpbin}
+ *   address: 240.240.0.10          # optional: the service's virtual IP (Kubernetes' ClusterIP); allocated when absent
  *   ports: [{name: http, port: 8000, targetPort: 8000}]
  * ```
  */
@@ -59,6 +61,13 @@ export interface MeshService {
   readonly name: string;
   readonly namespace: string;
   readonly selector: Readonly<Record<string, string>>;
+  /**
+   * The service's virtual IP (Kubernetes' ClusterIP): what its names resolve to for a captured workload, and how a
+   * captured connection's original destination finds the service. Given in the file, or allocated (`allocated`).
+   */
+  readonly address: string;
+  /** The address was not given: allocated from 240.240.0.0/16, as Istio's DNS proxy allocates service addresses. */
+  readonly allocated: boolean;
   readonly ports: readonly ServicePort[];
 }
 
@@ -179,12 +188,20 @@ export function parseMeshFile(text: string, file: string): { mesh: MeshFile; dia
   });
 
   const services: MeshService[] = [];
+  const explicit = new Map<string, string>();
   (decodeList(r, top['services'], ['services']) ?? []).forEach((item, i) => {
     const path: Path = ['services', i];
     const before = r.errorCount;
-    const o = decodeObject(r, item, path, ['name', 'namespace', 'selector', 'ports']);
+    const o = decodeObject(r, item, path, ['name', 'namespace', 'selector', 'address', 'ports']);
     if (o === undefined) return;
     const name = decodeName(r, o['name'], [...path, 'name'], 'a service name');
+    const address = decodeString(r, o['address'], [...path, 'address']);
+    const ip = address === undefined ? undefined : parseIp(address);
+    if (address !== undefined && (ip === undefined || address.includes('%'))) {
+      r.error([...path, 'address'], 'ERR_ADDRESS', `must be an IPv4 or IPv6 address, got ${JSON.stringify(address)}`);
+    } else if (ip !== undefined && explicit.has(ip.text)) {
+      r.error([...path, 'address'], 'ERR_ADDRESS_DUPLICATE', `${ip.text} is already the address of service ${explicit.get(ip.text)!}`);
+    }
     const namespace = decodeName(r, o['namespace'], [...path, 'namespace'], 'a namespace', 'default');
     const selector = decodeStringMap(r, o['selector'], [...path, 'selector']);
     if (selector === undefined || Object.keys(selector).length === 0) {
@@ -192,10 +209,48 @@ export function parseMeshFile(text: string, file: string): { mesh: MeshFile; dia
     }
     const ports = decodePorts(r, o['ports'], [...path, 'ports'], (p): ServicePort => p);
     if (r.errorCount > before || name === undefined || namespace === undefined || selector === undefined) return;
-    services.push({ name, namespace, selector, ports });
+    if (ip !== undefined) explicit.set(ip.text, `${namespace}/${name}`);
+    services.push({ name, namespace, selector, address: ip?.text ?? '', allocated: ip === undefined, ports });
   });
+  allocateServiceAddresses(services, explicit);
   const debugHeaders = decodeBoolean(r, top['debugHeaders'], ['debugHeaders']) ?? false;
   return { mesh: { mesh: settings, debugHeaders, workloads, services }, diagnostics: [...diagnostics, ...meshReporter.diagnostics.map(underMeshConfig), ...r.diagnostics] };
+}
+
+/** Istio's DNS proxy allocates service addresses from the reserved class E range 240.240.0.0/16. */
+const ALLOCATION_BASE = (240 << 24 | 240 << 16) >>> 0;
+const ALLOCATION_SIZE = 65_534;
+
+/**
+ * Gives each service without an address one from 240.240.0.0/16, chosen by a hash of `namespace/name` so that a
+ * service keeps its address when others are added or removed (a workload may hold it in its resolver's cache);
+ * a collision takes the next free one, in the order of the services' names.
+ */
+function allocateServiceAddresses(services: MeshService[], taken: ReadonlyMap<string, string>): void {
+  const used = new Set(taken.keys());
+  const order = services.map((s, i) => ({ s, i })).filter((e) => e.s.allocated)
+    .sort((a, b) => (`${a.s.namespace}/${a.s.name}` < `${b.s.namespace}/${b.s.name}` ? -1 : 1));
+  for (const { s, i } of order) {
+    let slot = fnv1a(`${s.namespace}/${s.name}`) % ALLOCATION_SIZE;
+    let text: string;
+    for (;;) {
+      const n = ALLOCATION_BASE + 1 + slot;
+      text = `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+      if (!used.has(text) && (n & 255) !== 0 && (n & 255) !== 255) break;
+      slot = (slot + 1) % ALLOCATION_SIZE;
+    }
+    used.add(text);
+    services[i] = { ...s, address: text };
+  }
+}
+
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
 }
 
 /** The MeshConfig decoder names fields from its own top; here they sit under `meshConfig`. */
