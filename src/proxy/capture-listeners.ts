@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { listenExplained } from '../io/listen.ts';
+import type { OriginalDestination } from '../capture/original-dst.ts';
 import type { InboundListener } from './inbound.ts';
 import { outboundEntry, type Connected, type OutboundEntry, type OutboundProxy } from './outbound.ts';
 
@@ -12,17 +13,15 @@ import { outboundEntry, type Connected, type OutboundEntry, type OutboundProxy }
  * outside the mesh (outboundTrafficPolicy).
  */
 
-export interface OriginalDestination {
-  readonly address: string;
-  readonly port: number;
-}
-
 export interface CaptureListenerOptions {
   /** The inbound capture port, on every address (redirected connections arrive on the address they were sent to). */
   readonly inboundPort: number;
   /** The outbound capture port, on 127.0.0.1 (REDIRECT of locally made connections lands on loopback). */
   readonly outboundPort: number;
-  /** SO_ORIGINAL_DST of an accepted connection (throws when the connection was not redirected). */
+  /**
+   * SO_ORIGINAL_DST of an accepted connection: where it was going before the redirect (a connection made straight to
+   * a capture port gives that port; one conntrack does not track throws).
+   */
   readonly originalDestination: (socket: net.Socket) => OriginalDestination;
   /** The workload port's listener (undeclared ports get one too: Istio's inbound passthrough, protocol detected). */
   readonly inbound: (port: number) => InboundListener;

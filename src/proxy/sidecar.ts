@@ -28,7 +28,8 @@ import type { SourceText } from '../resources/load.ts';
 import type { IstioIdentity, SpiffeId } from '../identity/spiffe-id.ts';
 import type { SvidRequester } from '../identity/cert-manager.ts';
 import type net from 'node:net';
-import { CaptureListeners, type OriginalDestination } from './capture-listeners.ts';
+import { CaptureListeners } from './capture-listeners.ts';
+import type { OriginalDestination } from '../capture/original-dst.ts';
 import { hostsBlock, withHostsBlock } from './hosts-entries.ts';
 import { rewriteHostsFile } from '../io/hosts-file.ts';
 
