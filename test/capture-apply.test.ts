@@ -4,7 +4,7 @@ import { execFile, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CaptureError } from '../src/errors.ts';
-import { DEFAULT_CAPTURE, parseCaptureOptions, type CaptureFlags } from '../src/capture/rules.ts';
+import { DEFAULT_CAPTURE, nftRuleset as nftRulesetText, parseCaptureOptions, type CaptureFlags } from '../src/capture/rules.ts';
 import { applyCapture, captureInstalled, detectBackend, removeCapture, type CaptureBackend } from '../src/capture/apply.ts';
 import { NETNS_SKIP, TestNet, sh, type Host } from './support/netns.ts';
 
@@ -292,4 +292,91 @@ test('dry run: the rules for the named backend, nothing run (no root needed)', a
   assert.equal(ipt.backend, 'iptables');
   assert.equal(count(ipt.rules, /^\*nat$/), 2);
   assert.match(ipt.rules, /-s 127\.0\.0\.6\/32[\s\S]*-s ::6\/128/);
+});
+
+const BIN = join(ROOT, 'src', 'cli', 'bin.ts');
+const nftRulesetOf = (flags: CaptureFlags): string => nftRulesetText(parseCaptureOptions(flags));
+
+/** Runs a command with `input` on stdin; resolves with its exit code and output (bounded by WAIT_MS). */
+function runWith(file: string, args: readonly string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(file, [...args], { cwd: ROOT, timeout: WAIT_MS, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : undefined;
+      if (code === undefined) reject(new Error(`${file} ${args.join(' ')}: ${err?.message} ${stderr}`));
+      else resolve({ code, stdout, stderr });
+    });
+    child.stdin!.end(input);
+  });
+}
+const rampart = (args: readonly string[]) => runWith(process.execPath, ['--import', 'tsx', BIN, ...args]);
+
+test('cli: capture apply --dry-run prints a summary line and the rules of the backend, as valid input for the tool', async () => {
+  const nft = await rampart(['capture', 'apply', '--dry-run', '--backend', 'nft', '--exclude-outbound-ports', '22']);
+  assert.equal(nft.code, 0, nft.stderr);
+  const [first, ...rest] = nft.stdout.split('\n');
+  assert.equal(first, '# dry run, nothing applied: the nft rules; inbound: TCP to every port but 15001,15006,15000,15020,15021,15090 → :15006; outbound: TCP to every address but port 22, 127.0.0.1, ::1 → :15001; uid 1337 and gid 1337 (the sidecar) exempt');
+  assert.equal(rest.join('\n'), nftRulesetOf({ excludeOutboundPorts: '22' }));
+  const ipt = await rampart(['capture', 'apply', '--dry-run', '--backend', 'iptables', '--netns', 'not-touched']);
+  assert.equal(ipt.code, 0, ipt.stderr);
+  assert.match(ipt.stdout, /^# dry run, nothing applied: the iptables rules in netns not-touched; /);
+  assert.equal(count(ipt.stdout, /^COMMIT$/), 2);
+});
+
+test('cli: a bad option is exit 1 with rampart capture: and every problem', async () => {
+  const r = await rampart(['capture', 'apply', '--dry-run', '--proxy-uid', 'istio', '--exclude-outbound-cidrs', '10.0.0.0/40']);
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr, 'rampart capture: --proxy-uid "istio": not a user id (a whole number from 0 to 4294967294); --exclude-outbound-cidrs "10.0.0.0/40": "10.0.0.0/40" is not a CIDR (e.g. 10.0.0.0/8, fd00::/8) or an address\n');
+});
+
+describe('cli: capture apply, show and remove in a namespace', { skip: NETNS_SKIP }, () => {
+  let net: TestNet | undefined;
+  let app: Host;
+  before(async () => {
+    net = await TestNet.create();
+    app = await net.addHost('app');
+  });
+  after(async () => {
+    if (net === undefined) return;
+    try {
+      await removeCapture({ netns: app.netns });
+    } finally {
+      await net.remove();
+    }
+  });
+
+  for (const backend of ['nft', 'iptables'] as const) {
+    test(`${backend}: apply says what it did, show lists the rules, remove removes them, and again is no error`, async () => {
+      const applied = await rampart(['capture', 'apply', '--netns', app.netns, '--backend', backend, '--outbound-port', '15101']);
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.equal(applied.stdout, `capture applied with ${backend} in netns ${app.netns}: inbound: TCP to every port but 15001,15006,15000,15020,15021,15090 → :15006; outbound: TCP to every address but 127.0.0.1, ::1 → :15101; uid 1337 and gid 1337 (the sidecar) exempt\n`);
+      const shown = await rampart(['capture', 'show', '--netns', app.netns]);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(shown.stdout, new RegExp(`^# capture rules installed with ${backend} in netns ${app.netns}\n`));
+      assert.match(shown.stdout, backend === 'nft' ? /redirect to :15101/ : /-A RAMPART_REDIRECT -p tcp -j REDIRECT --to-ports 15101/);
+      const removed = await rampart(['capture', 'remove', '--netns', app.netns]);
+      assert.deepEqual(removed, { code: 0, stdout: `capture removed: the capture rules in netns ${app.netns} are gone\n`, stderr: '' });
+      assert.deepEqual(await rampart(['capture', 'show', '--netns', app.netns]), { code: 0, stdout: `no capture rules installed in netns ${app.netns}\n`, stderr: '' });
+      assert.deepEqual(await rampart(['capture', 'remove', '--netns', app.netns, '--backend', backend]), { code: 0, stdout: `no ${backend} capture rules to remove in netns ${app.netns}\n`, stderr: '' });
+    });
+  }
+
+  test('the dry-run output is accepted as it is by nft -f and iptables-restore', async () => {
+    const nft = await rampart(['capture', 'apply', '--dry-run', '--backend', 'nft']);
+    const checked = await runWith('ip', ['netns', 'exec', app.netns, 'nft', '--check', '-f', '-'], nft.stdout);
+    assert.equal(checked.code, 0, checked.stderr);
+    const ipt = await rampart(['capture', 'apply', '--dry-run', '--backend', 'iptables', '--include-outbound-cidrs', '10.0.0.0/8,fd00::/8']);
+    const at = ipt.stdout.indexOf("# rampart capture: Istio's istio-iptables REDIRECT rules, IPv6");
+    for (const [tool, text] of [['iptables-restore', ipt.stdout.slice(0, at)], ['ip6tables-restore', ipt.stdout.slice(at)]] as const) {
+      const tested = await runWith('ip', ['netns', 'exec', app.netns, tool, '--test', '--noflush'], text);
+      assert.equal(tested.code, 0, `${tool}: ${tested.stderr}`);
+    }
+    assert.deepEqual(await captureInstalled({ netns: app.netns }), [], 'checking applies nothing');
+  });
+
+  test('a namespace that is not there: exit 1 and why', async () => {
+    const r = await rampart(['capture', 'apply', '--netns', `${app.netns}-gone`, '--backend', 'nft']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^rampart capture: no network namespace "${app.netns}-gone"`));
+  });
 });

@@ -211,6 +211,40 @@ export function buildProgram(): Command {
     .action(async (file: string, o: { roots?: string; trustDomain?: string; json?: boolean }) => {
       emit(await (await import('./cert.ts')).runCertInspect({ file, ...o }));
     });
+
+  const capture = program.command('capture').description("traffic capture: istio-init's nat rules (nft or iptables) sending a workload's TCP to its sidecar");
+  const backendOption = (): Option => new Option('--backend <backend>', 'nft or iptables (default: nft where it works, else iptables)').choices(['nft', 'iptables']);
+  const netnsOption = (): Option => new Option('--netns <name>', 'in this network namespace (ip netns), not the current one');
+  capture.command('apply')
+    .description('redirect inbound TCP to the inbound port and outbound TCP to the outbound port, the sidecar\'s own uid/gid and loopback exempt (replaces earlier rules; needs root)')
+    .addOption(netnsOption())
+    .addOption(backendOption())
+    .option('--proxy-uid <uid>', "the sidecar's user: its connections are not captured (default 1337)")
+    .option('--proxy-gid <gid>', "the sidecar's group, likewise (default 1337)")
+    .option('--inbound-port <port>', 'where inbound connections go (default 15006)')
+    .option('--outbound-port <port>', 'where outbound connections go (default 15001)')
+    .option('--include-inbound-ports <ports>', "'*' (default) or a comma-separated list; '' captures no inbound traffic")
+    .option('--exclude-inbound-ports <ports>', "with '*': ports not captured (default 15001,15006,15000,15020,15021,15090)")
+    .option('--include-outbound-cidrs <cidrs>', "'*' (default) or a comma-separated list of CIDRs; '' captures no outbound traffic")
+    .option('--exclude-outbound-cidrs <cidrs>', 'destinations not captured (comma-separated CIDRs)')
+    .option('--exclude-outbound-ports <ports>', 'destination ports not captured (comma-separated)')
+    .option('--dry-run', 'print the rules for the backend instead of applying them (no root needed)')
+    .action(async (o: import('./capture.ts').CaptureApplyCliOptions) => {
+      emit(await (await import('./capture.ts')).runCaptureApply(o));
+    });
+  capture.command('remove')
+    .description('remove the rules apply added (both backends unless --backend); nothing to remove is not an error')
+    .addOption(netnsOption())
+    .addOption(backendOption())
+    .action(async (o: import('./capture.ts').CaptureTargetCliOptions) => {
+      emit(await (await import('./capture.ts')).runCaptureRemove(o));
+    });
+  capture.command('show')
+    .description('print the installed capture rules, or say there are none')
+    .addOption(netnsOption())
+    .action(async (o: { netns?: string }) => {
+      emit(await (await import('./capture.ts')).runCaptureShow(o));
+    });
   return program;
 }
 
