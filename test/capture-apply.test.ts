@@ -280,6 +280,7 @@ describe('capture: backends side by side, options the kernel must accept, errors
     await assert.rejects(applyCapture(DEFAULT_CAPTURE, { netns: `${app.netns}-gone`, backend: 'nft' }), code('ERR_CAPTURE_NETNS'));
     await assert.rejects(detectBackend(`${app.netns}-gone`), code('ERR_CAPTURE_NETNS'));
     await assert.rejects(removeCapture({ netns: '../etc' }), code('ERR_CAPTURE_NETNS'));
+    await assert.rejects(detectBackend('a b'), code('ERR_CAPTURE_NETNS'));
     await assert.rejects(captureInstalled({ netns: `${app.netns}-gone` }), (e: unknown) => e instanceof CaptureError && /no network namespace/.test(e.message));
   });
 });

@@ -51,7 +51,7 @@ const INSTALL_HINT = 'install nftables (nft) or iptables (iptables-restore), e.g
  * table. A refusal (not root) or a missing namespace is reported as such, not as a missing backend.
  */
 export async function detectBackend(netns?: string): Promise<CaptureBackend> {
-  const t: CaptureTarget = netns === undefined ? {} : { netns };
+  const t = target(netns === undefined ? {} : { netns });
   const reasons: string[] = [];
   const works = async (backend: CaptureBackend, probe: () => Promise<unknown>): Promise<boolean> => {
     try {
