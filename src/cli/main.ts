@@ -16,6 +16,7 @@ type ProxyCliOptions = {
   mesh?: string; config?: string[]; workload: string; ca?: string; controlPlane?: string; token?: string; rootCert?: string; svidTtl?: string; host?: string; adminPort?: string; debugHeaders?: boolean;
   outboundPort?: string; upstream?: string[]; idleTimeout?: string; headersTimeout?: string; requestTimeout?: string; maxHeaderBytes?: string;
   maxHeaders?: string; maxConnections?: string; accessLog?: string; workers?: string; exitWithParent?: boolean;
+  capture?: boolean; inboundCapturePort?: string; outboundCapturePort?: string; hostsFile?: string;
 };
 
 export function buildProgram(): Command {
@@ -152,6 +153,10 @@ export function buildProgram(): Command {
     .option('--access-log <where>', 'stdout (default: a JSON line per request or connection) or off')
     .option('--workers <n>', 'processes sharing the listeners (node:cluster), each with its own SVID (default 1)')
     .option('--exit-with-parent', 'stop, as on SIGTERM, when the process that started this one exits (rampart up sets it)')
+    .option('--capture', "serve the traffic rampart capture sends (the app keeps its own ports, names services as it always did); run in the workload's network namespace as the proxy gid or uid (1337)")
+    .option('--inbound-capture-port <port>', 'with --capture: where inbound connections arrive (default 15006, as rampart capture)')
+    .option('--outbound-capture-port <port>', 'with --capture: where the app\'s outbound connections arrive (default 15001, as rampart capture)')
+    .option('--hosts-file <file>', "with --capture: keep the mesh services' names in this hosts file (e.g. /etc/netns/NAME/hosts), written in place on every registry change")
     .action(async (o: ProxyCliOptions) => {
       process.exitCode = await (await import('./proxy.ts')).runProxy(o);
     });
@@ -179,8 +184,19 @@ export function buildProgram(): Command {
     .option('--port <port>', "the control plane's mTLS port", '15012')
     .option('--admin-port <port>', "the control plane's admin port on 127.0.0.1: the console, status", '15014')
     .option('--svid-ttl <duration>', 'lifetime of the sidecars\' SVIDs (default 24h)')
-    .action(async (dir: string, o: { demo?: boolean; port: string; adminPort: string; svidTtl?: string }) => {
+    .option('--hosts <where>', 'netns: each workload in a network namespace of its own, its traffic captured (Linux, root); loopback: loopback addresses and HTTP proxy ports; auto (default): netns where it can', 'auto')
+    .option('--netns-prefix <text>', 'prefix of the network namespaces\' names (default none: ip netns exec sleep …)')
+    .action(async (dir: string, o: { demo?: boolean; port: string; adminPort: string; svidTtl?: string; hosts: string; netnsPrefix?: string }) => {
       process.exitCode = await (await import('./up.ts')).runUp({ dir, ...o });
+    });
+  program
+    .command('demo-app', { hidden: true })
+    .description("rampart up's echo app as a process of its own (in a workload's network namespace)")
+    .requiredOption('--workload <namespace/name>', 'whose app it is')
+    .requiredOption('--port <port>', 'port to listen on, every address')
+    .option('--exit-with-parent', 'stop when the process that started this one exits')
+    .action(async (o: { workload: string; port: string; exitWithParent?: boolean }) => {
+      process.exitCode = await (await import('./demo-app.ts')).runDemoApp(o);
     });
   program
     .command('status')

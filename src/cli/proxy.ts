@@ -7,7 +7,8 @@ import type { EventLog } from '../telemetry/jwks.ts';
 import { RampartError } from '../errors.ts';
 import { readFile } from 'node:fs/promises';
 import { ControlPlaneClient } from '../proxy/control-client.ts';
-import { Sidecar } from '../proxy/sidecar.ts';
+import { Sidecar, type CaptureSettings } from '../proxy/sidecar.ts';
+import { originalDestination, originalDstSupport } from '../capture/original-dst.ts';
 import type { Upstream } from '../proxy/outbound.ts';
 import type { InboundLimits } from '../proxy/inbound.ts';
 import { AccessLogWriter } from '../proxy/access-log.ts';
@@ -43,6 +44,12 @@ export interface ProxyOptions {
   readonly workers?: string;
   /** Stop when the process that started this one exits (`rampart up` sets it for its sidecars). */
   readonly exitWithParent?: boolean;
+  /** Serve captured traffic (`rampart capture` in the workload's network namespace) instead of per-port listeners. */
+  readonly capture?: boolean;
+  readonly inboundCapturePort?: string;
+  readonly outboundCapturePort?: string;
+  /** A hosts file the sidecar keeps the mesh services' names in (with --capture). */
+  readonly hostsFile?: string;
 }
 
 /**
@@ -117,6 +124,31 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     process.stderr.write(`rampart proxy: --outbound-port: not a port: ${o.outboundPort}\n`);
     return 2;
   }
+  let capture: CaptureSettings | undefined;
+  if (o.capture === true) {
+    const ports: number[] = [];
+    for (const [flag, value, dflt] of [['--inbound-capture-port', o.inboundCapturePort, 15006], ['--outbound-capture-port', o.outboundCapturePort, 15001]] as const) {
+      const n = value === undefined ? dflt : Number(value);
+      if (!Number.isInteger(n) || n < 1 || n > 65535) {
+        process.stderr.write(`rampart proxy: ${flag}: not a port: ${value}\n`);
+        return 2;
+      }
+      ports.push(n);
+    }
+    const support = originalDstSupport();
+    if (!support.ok) {
+      process.stderr.write(`rampart proxy: --capture needs the original-destination addon: ${support.reason}\n`);
+      return 2;
+    }
+    if (workers > 1 || outboundPort !== undefined || upstreams.length > 0) {
+      process.stderr.write('rampart proxy: --capture takes the app\'s traffic as it is: it goes without --workers, --outbound-port and --upstream\n');
+      return 2;
+    }
+    capture = { inboundPort: ports[0]!, outboundPort: ports[1]!, originalDestination, ...(o.hostsFile === undefined ? {} : { hostsFile: o.hostsFile }) };
+  } else if (o.hostsFile !== undefined || o.inboundCapturePort !== undefined || o.outboundCapturePort !== undefined) {
+    process.stderr.write('rampart proxy: --hosts-file, --inbound-capture-port and --outbound-capture-port go with --capture\n');
+    return 2;
+  }
   let controlPlane: ControlPlaneClient | undefined;
   if (o.controlPlane !== undefined) {
     if (o.token === undefined || o.rootCert === undefined) {
@@ -148,6 +180,7 @@ export async function runProxy(o: ProxyOptions): Promise<number> {
     upstreams,
     limits,
     ...(outboundPort === undefined ? {} : { outboundPort }),
+    ...(capture === undefined ? {} : { capture }),
     ...(controlPlane === undefined ? { meshFile: o.mesh!, config: o.config!, caDir: o.ca! } : { controlPlane }),
     workload: o.workload,
     ...(ttlMs === undefined ? {} : { svidTtlMs: ttlMs }),

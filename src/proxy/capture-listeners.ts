@@ -43,7 +43,8 @@ export class CaptureListeners {
   constructor(options: CaptureListenerOptions) {
     this.#o = options;
     this.#inbound = net.createServer({ noDelay: true }, (s) => this.#onInbound(s));
-    this.#outbound = net.createServer({ noDelay: true }, (s) => void this.#onOutbound(s));
+    // Half-open: an app that ends its side (a request, then FIN) still gets the answer.
+    this.#outbound = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.#onOutbound(s));
     for (const [server, direction] of [[this.#inbound, 'inbound'], [this.#outbound, 'outbound']] as const) {
       server.maxConnections = options.maxConnections;
       server.on('drop', (d?: net.DropArgument) => options.onRefused(direction, `connection limit of ${options.maxConnections} reached`, d?.remoteAddress));

@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 
 /**
  * The project's own test hosts: network namespaces joined by veth pairs to a bridge in the test's namespace,
@@ -37,6 +38,8 @@ export interface Host {
   readonly address: string;
   /** Runs a command inside the namespace; resolves with its stdout. */
   run(cmd: string, args: readonly string[]): Promise<string>;
+  /** The namespace's hosts file (its processes see it as /etc/hosts). */
+  readonly hostsFile: string;
   /** Starts a long-running command inside the namespace (killed by `TestNet.remove`). */
   spawn(cmd: string, args: readonly string[], options?: SpawnOptions): ChildProcess;
 }
@@ -83,9 +86,15 @@ export class TestNet {
     await sh('ip', ['-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
     await sh('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
     await sh('ip', ['-n', netns, 'route', 'add', 'default', 'via', this.gateway]);
+    // ip netns exec bind-mounts /etc/netns/<name>/hosts over /etc/hosts for what it runs; it must exist first.
+    await mkdir(`/etc/netns/${netns}`, { recursive: true });
+    await writeFile(`/etc/netns/${netns}/hosts`, '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n');
+    // No DNS server is reachable from a test host: a name not in the hosts file fails at once instead of after the
+    // resolver's timeouts.
+    await writeFile(`/etc/netns/${netns}/resolv.conf`, 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
     const children = this.#children;
     const host: Host = {
-      netns, address,
+      netns, address, hostsFile: `/etc/netns/${netns}/hosts`,
       run: (cmd, args) => sh('ip', ['netns', 'exec', netns, cmd, ...args]),
       spawn: (cmd, args, options = {}) => {
         const child = spawn('ip', ['netns', 'exec', netns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options });
@@ -108,7 +117,10 @@ export class TestNet {
     // The veths first: a deleted namespace takes its end of a pair with it, but only later (the kernel cleans up
     // namespaces asynchronously), and a check for leftovers must not see them.
     for (const v of this.#veths) await sh('ip', ['link', 'del', v]).catch(() => undefined);
-    for (const h of this.#hosts) await sh('ip', ['netns', 'del', h.netns]).catch(() => undefined);
+    for (const h of this.#hosts) {
+      await sh('ip', ['netns', 'del', h.netns]).catch(() => undefined);
+      await rm(`/etc/netns/${h.netns}`, { recursive: true, force: true });
+    }
     await sh('ip', ['link', 'del', this.bridge]).catch(() => undefined);
   }
 }

@@ -34,8 +34,12 @@ export function loopbackAddress(): string {
 }
 
 /** A `rampart` command as a child process, its JSON log lines collected as they come; not waited for. */
-export function spawnRampart(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Omit<RunningProxy, 'ready'> & { context(): string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', BIN, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+export function spawnRampart(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env,
+  launch: { readonly prefix?: readonly string[]; readonly gid?: number } = {}): Omit<RunningProxy, 'ready'> & { context(): string } {
+  // `prefix` runs it under another command (`ip netns exec NS`); `gid` as the sidecar's group (traffic capture's exclusion).
+  const argv = [process.execPath, '--import', 'tsx', BIN, command, ...args];
+  const [file, ...rest] = [...(launch.prefix ?? []), ...argv];
+  const child = spawn(file!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env, ...(launch.gid === undefined ? {} : { gid: launch.gid }) });
   const lines: Array<Record<string, unknown>> = [];
   let buf = '';
   child.stdout!.on('data', (c: Buffer) => {
