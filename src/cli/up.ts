@@ -1,5 +1,7 @@
 import { RampartError } from '../errors.ts';
 import { LocalMesh } from '../mesh/local-mesh.ts';
+import { meshHostsUnavailable, MeshHostsError } from '../mesh/mesh-hosts.ts';
+import { originalDstSupport } from '../capture/original-dst.ts';
 import { accessLine, runWalkthrough, summaryTable, walkthroughSteps } from '../mesh/walkthrough.ts';
 import { parseTtl } from './duration.ts';
 import { lifetime } from './lifetime.ts';
@@ -10,6 +12,17 @@ export interface UpOptions {
   readonly port: string;
   readonly adminPort: string;
   readonly svidTtl?: string;
+  /** `auto` (default): network namespaces where they can be made, loopback addresses otherwise. */
+  readonly hosts?: string;
+  readonly netnsPrefix?: string;
+}
+
+/** Why the workloads cannot each get a network namespace with captured traffic here, or undefined. */
+async function netnsUnavailable(): Promise<string | undefined> {
+  const why = await meshHostsUnavailable();
+  if (why !== undefined) return why;
+  const addon = originalDstSupport();
+  return addon.ok ? undefined : addon.reason;
 }
 
 /**
@@ -25,10 +38,31 @@ export async function runUp(o: UpOptions): Promise<number> {
     if (!Number.isInteger(n) || n < 0 || n > 65535) throw new RampartError('ERR_ARGUMENT', `${flag}: not a port: ${v}`);
     return n;
   };
+  const asked = o.hosts ?? 'auto';
+  if (asked !== 'auto' && asked !== 'netns' && asked !== 'loopback') {
+    process.stderr.write(`rampart up: --hosts: auto, netns or loopback, not ${asked}\n`);
+    return 2;
+  }
+  let hosts: 'netns' | 'loopback' = asked === 'loopback' ? 'loopback' : 'netns';
+  if (hosts === 'netns') {
+    const why = await netnsUnavailable();
+    if (why !== undefined) {
+      if (asked === 'netns') {
+        process.stderr.write(`rampart up: --hosts netns: ${why}\n`);
+        return 2;
+      }
+      say(`no network namespaces (${why}): the workloads run on loopback addresses, the apps pointed at their sidecars`);
+      hosts = 'loopback';
+    }
+  }
   let mesh: LocalMesh;
-  try {
+  const make = (h: 'netns' | 'loopback'): LocalMesh => {
     const svidTtlMs = o.svidTtl === undefined ? undefined : parseTtl(o.svidTtl, '--svid-ttl');
-    mesh = new LocalMesh({ dir: o.dir, controlPlanePort: num(o.port, '--port'), adminPort: num(o.adminPort, '--admin-port'), say, ...(svidTtlMs === undefined ? {} : { svidTtlMs }) });
+    return new LocalMesh({ dir: o.dir, controlPlanePort: num(o.port, '--port'), adminPort: num(o.adminPort, '--admin-port'), say, hosts: h,
+      ...(o.netnsPrefix === undefined ? {} : { netnsPrefix: o.netnsPrefix }), ...(svidTtlMs === undefined ? {} : { svidTtlMs }) });
+  };
+  try {
+    mesh = make(hosts);
   } catch (err) {
     process.stderr.write(`rampart up: ${(err as Error).message}\n`);
     return 2;
@@ -40,16 +74,20 @@ export async function runUp(o: UpOptions): Promise<number> {
   const life = lifetime({ withParent: true });
   const interrupted = life.stopped.then((reason) => ({ reason }));
   say(`rampart up ${o.dir}: starting the control plane and the sidecars`);
-  try {
-    const started = await Promise.race([mesh.start().then(() => 'started' as const), interrupted]);
-    if (started !== 'started') {
-      await stop();
-      return 130;
-    }
-  } catch (err) {
-    process.stderr.write(`rampart up: ${err instanceof RampartError ? err.message : String(err)}\n`);
+  const attempt = (): Promise<'started' | { reason: string } | { failed: unknown }> =>
+    Promise.race([mesh.start().then(() => 'started' as const, (err: unknown) => ({ failed: err })), interrupted]);
+  let started = await attempt();
+  if (typeof started === 'object' && 'failed' in started && started.failed instanceof MeshHostsError && asked === 'auto') {
+    // The namespaces could not be made (one of that name exists, say): loopback addresses, said in one line.
+    await mesh.stop();
+    say(`no network namespaces (${started.failed.message}): the workloads run on loopback addresses, the apps pointed at their sidecars`);
+    mesh = make('loopback');
+    started = await attempt();
+  }
+  if (started !== 'started') {
+    if ('failed' in started) process.stderr.write(`rampart up: ${started.failed instanceof RampartError ? started.failed.message : String(started.failed)}\n`);
     await stop();
-    return 2;
+    return 'failed' in started ? 2 : 130;
   }
   if (o.demo === true) {
     const w = mesh.demo.walkthrough;
@@ -71,12 +109,16 @@ export async function runUp(o: UpOptions): Promise<number> {
     return differs === 0 ? 0 : 1;
   }
   const off = mesh.onAccess((a) => say(accessLine(mesh.mesh, a)));
-  const clients = mesh.demo.clients.map((c) => `  curl -x http://127.0.0.1:${c.outboundPort} http://${hostOf(mesh, mesh.demo.walkthrough?.server)}/headers   # as ${c.workload}`);
+  const placed = mesh.hosts;
+  // How a client workload's app makes a request: from its namespace, captured; or through its sidecar's proxy port.
+  const from = (ref: string, outboundPort: number): string =>
+    placed === undefined ? `curl -x http://127.0.0.1:${outboundPort}` : `ip netns exec ${placed.host(mesh.workload(ref)).netns} curl`;
+  const clients = mesh.demo.clients.map((c) => `  ${from(c.workload, c.outboundPort)} http://${hostOf(mesh, mesh.demo.walkthrough?.server)}/headers   # as ${c.workload}`);
   // The JWT path: a token from the local issuer, for the client that has no identity the policy accepts.
   const issuer = mesh.demo.issuer;
   const tokenClient = mesh.demo.clients.find((c) => c.workload === mesh.demo.walkthrough?.otherClient) ?? mesh.demo.clients.at(-1);
   const jwtTry = issuer === undefined || tokenClient === undefined ? [] : [
-    `  curl -x http://127.0.0.1:${tokenClient.outboundPort} -H "authorization: Bearer $(curl -s http://${issuer.host}:${issuer.port}/token)" http://${hostOf(mesh, mesh.demo.walkthrough?.server)}/headers   # as ${tokenClient.workload}, with a JWT`,
+    `  ${from(tokenClient.workload, tokenClient.outboundPort)} -H "authorization: Bearer $(curl -s http://${issuer.host}:${issuer.port}/token)" http://${hostOf(mesh, mesh.demo.walkthrough?.server)}/headers   # as ${tokenClient.workload}, with a JWT`,
   ];
   say(['', 'the mesh is up; one line per request follows (Ctrl-C stops everything). Try:', ...clients, ...jwtTry,
     ...(mesh.demo.walkthrough === undefined ? [] : [`  curl http://${serverAddress(mesh, mesh.demo.walkthrough.server)}/headers   # outside the mesh, no certificate`]),

@@ -21,6 +21,12 @@ import type { AccessEntry } from '../proxy/inbound.ts';
 import { findWorkload, type MeshFile, type MeshWorkload } from '../resources/mesh-file.ts';
 import type { EventLog } from '../telemetry/jwks.ts';
 import { EMPTY_DEMO, parseDemoConfig, type DemoConfig } from './demo-config.ts';
+import { MeshHosts, type MeshHost } from './mesh-hosts.ts';
+import { PlacedSource } from './placed-source.ts';
+import { echoApp } from './echo-app.ts';
+import { applyCapture } from '../capture/apply.ts';
+import { DEFAULT_CAPTURE } from '../capture/rules.ts';
+import { execFile } from 'node:child_process';
 
 /**
  * `rampart up`: a whole mesh on one machine. The control plane runs in this process with a fresh CA; every workload
@@ -46,7 +52,18 @@ export interface LocalMeshOptions {
   /** Human-readable lines: what starts, control plane changes, sidecar errors. */
   readonly say: (line: string) => void;
   readonly svidTtlMs?: number;
+  /**
+   * Where the workloads run: `netns`, each in a network namespace of its own with its traffic captured (Linux, as
+   * root: see mesh-hosts.ts); `loopback` (the default), on loopback addresses of this machine, the apps pointed at
+   * their sidecars by an HTTP proxy port.
+   */
+  readonly hosts?: 'netns' | 'loopback';
+  /** Prefix of the namespaces' names (none by default: `ip netns exec sleep`). */
+  readonly netnsPrefix?: string;
 }
+
+/** The sidecar's group under capture: its own connections are not captured (Istio's proxy gid). */
+const SIDECAR_GID = DEFAULT_CAPTURE.proxyGid;
 
 interface SidecarProcess {
   readonly workload: MeshWorkload;
@@ -64,6 +81,8 @@ export class LocalMesh {
   #issuerKey: KeyObject | undefined;
   #demo: DemoConfig = EMPTY_DEMO;
   #mesh: MeshFile | undefined;
+  #hosts: MeshHosts | undefined;
+  readonly #children: ChildProcess[] = [];
   readonly #accessListeners = new Set<(a: MeshAccess) => void>();
   #stopping = false;
 
@@ -78,6 +97,11 @@ export class LocalMesh {
   get mesh(): MeshFile {
     if (this.#mesh === undefined) throw new LocalMeshError('ERR_MESH_NOT_STARTED', 'the mesh is not started');
     return this.#mesh;
+  }
+
+  /** The workloads' network namespaces (netns hosts), after start. */
+  get hosts(): MeshHosts | undefined {
+    return this.#hosts;
   }
 
   get controlPlane(): ControlPlane | undefined {
@@ -118,9 +142,16 @@ export class LocalMesh {
 
   async start(): Promise<void> {
     const o = this.#o;
-    const source = new DirectorySource(o.dir);
+    let source: DirectorySource | PlacedSource = new DirectorySource(o.dir);
     // The control plane reads the same directory again when it starts; this read names the workloads to run.
     this.#mesh = buildMeshState(await source.read(), undefined).mesh;
+    if (o.hosts === 'netns') {
+      this.#hosts = await MeshHosts.create(this.#mesh.workloads, o.netnsPrefix ?? '');
+      source = new PlacedSource(source, new Map(this.#hosts.hosts.map((h) => [`${h.workload.namespace}/${h.workload.name}`, h.address])));
+      this.#mesh = buildMeshState(await source.read(), undefined).mesh;
+      o.say(`network namespaces: ${this.#hosts.hosts.map((h) => `${h.netns} ${h.address}`).join(', ')} on bridge ${this.#hosts.bridge} (${this.#hosts.gateway})`);
+    }
+    const hosts = this.#hosts;
     const demoFile = join(o.dir, DEMO_FILE_NAME);
     if (existsSync(demoFile)) this.#demo = parseDemoConfig(await readFile(demoFile, 'utf8'), demoFile);
     for (const ref of [...this.#demo.apps, ...this.#demo.clients.map((c) => c.workload)]) this.workload(ref);
@@ -133,7 +164,13 @@ export class LocalMesh {
     const ca = new CertificateAuthority(material, { trustDomain, trustDomainAliases: this.#mesh.mesh.trustDomainAliases, usedTokens: persistentLedger(join(this.#state, 'ca')) });
 
     if (this.#demo.issuer !== undefined) await this.#startIssuer(this.#demo.issuer);
-    for (const ref of this.#demo.apps) for (const p of this.workload(ref).ports) await this.#startEchoApp(ref, p.targetPort);
+    const cmd = o.proxyCommand ?? { command: process.execPath, args: [...process.execArgv, process.argv[1]!] };
+    for (const ref of this.#demo.apps) {
+      for (const p of this.workload(ref).ports) {
+        if (hosts === undefined) await this.#startEchoApp(ref, p.targetPort);
+        else await this.#startEchoChild(hosts, hosts.host(this.workload(ref)), cmd, ref, p.targetPort);
+      }
+    }
 
     const cpLog: EventLog = {
       info: (f, m) => {
@@ -151,21 +188,27 @@ export class LocalMesh {
         if (Array.isArray(errors)) for (const e of errors) o.say(`  ${String(e)}`);
       },
     };
-    this.#cp = new ControlPlane({ source, ca, log: cpLog, port: o.controlPlanePort, adminPort: o.adminPort, ...(o.svidTtlMs === undefined ? {} : { svidTtlMs: o.svidTtlMs }) });
+    // In namespaces, the sidecars reach the control plane at the bridge's address (their 127.0.0.1 is their own).
+    const cpHost = hosts?.gateway ?? '127.0.0.1';
+    this.#cp = new ControlPlane({ source, ca, log: cpLog, port: o.controlPlanePort, host: cpHost, adminPort: o.adminPort, ...(o.svidTtlMs === undefined ? {} : { svidTtlMs: o.svidTtlMs }) });
     await this.#cp.start();
-    o.say(`control plane on 127.0.0.1:${this.#cp.port} (status: rampart status --admin http://127.0.0.1:${this.#cp.adminPort})`);
+    o.say(`control plane on ${cpHost}:${this.#cp.port} (status: rampart status --admin http://127.0.0.1:${this.#cp.adminPort})`);
     o.say(`console: http://127.0.0.1:${this.#cp.adminPort}/console/`);
 
     await mkdir(join(this.#state, 'tokens'));
-    const cmd = o.proxyCommand ?? { command: process.execPath, args: [...process.execArgv, process.argv[1]!] };
     for (const w of this.#mesh.workloads) {
       const ref = `${w.namespace}/${w.name}`;
       const tokenFile = join(this.#state, 'tokens', `${w.namespace}.${w.name}`);
       await writeFile(tokenFile, await ca.bootstrapToken(w.namespace, w.serviceAccount), { mode: 0o600 });
       const client = this.#demo.clients.find((c) => c.workload === ref);
-      const args = [...cmd.args, 'proxy', '--workload', ref, '--control-plane', `https://127.0.0.1:${this.#cp.port}`, '--token', tokenFile,
-        '--root-cert', join(this.#state, 'ca', 'root-cert.pem'), '--exit-with-parent', ...(client === undefined ? [] : ['--outbound-port', String(client.outboundPort)])];
-      const child = spawn(cmd.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const host = hosts?.host(w);
+      // Captured, the app's traffic reaches the sidecar by itself: no HTTP proxy port.
+      const mode = host === undefined ? (client === undefined ? [] : ['--outbound-port', String(client.outboundPort)]) : ['--capture', '--hosts-file', host.hostsFile];
+      const args = [...cmd.args, 'proxy', '--workload', ref, '--control-plane', `https://${cpHost}:${this.#cp.port}`, '--token', tokenFile,
+        '--root-cert', join(this.#state, 'ca', 'root-cert.pem'), '--exit-with-parent', ...mode];
+      if (host !== undefined) await applyCapture(DEFAULT_CAPTURE, { netns: host.netns });
+      const run = host === undefined ? { command: cmd.command, args } : hosts!.exec(host, cmd.command, args);
+      const child = spawn(run.command, run.args, { stdio: ['ignore', 'pipe', 'pipe'], ...(host === undefined ? {} : { gid: SIDECAR_GID }) });
       const sc: SidecarProcess = { workload: w, child, ready: false, stderr: '' };
       this.#sidecars.push(sc);
       this.#follow(sc);
@@ -220,6 +263,27 @@ export class LocalMesh {
     });
   }
 
+  /**
+   * A request as a client workload's app makes it, to `http://<service host><path>`: through its sidecar's HTTP
+   * proxy port on loopback hosts; from inside its namespace with curl, captured, on netns hosts.
+   */
+  async request(from: string, serviceHost: string, path: string, headers: Readonly<Record<string, string>>): Promise<number | 'reset' | 'error'> {
+    const hosts = this.#hosts;
+    if (hosts === undefined) return httpStatus({ host: '127.0.0.1', port: this.outboundPort(from), path: `http://${serviceHost}${path}`, headers });
+    const h = hosts.host(this.workload(from));
+    const args = ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), `http://${serviceHost}${path}`];
+    const run = hosts.exec(h, 'curl', args);
+    return new Promise((resolve) => {
+      execFile(run.command, run.args, (err, stdout) => {
+        const code = (err as { code?: number } | null)?.code;
+        // curl 52: empty reply, 56: reset — what a refused connection looks like to the app.
+        if (code === 52 || code === 56) resolve('reset');
+        else if (err !== null) resolve('error');
+        else resolve(Number(stdout.trim()));
+      });
+    });
+  }
+
   async #startIssuer(issuer: NonNullable<DemoConfig['issuer']>): Promise<void> {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     this.#issuerKey = privateKey;
@@ -234,6 +298,14 @@ export class LocalMesh {
       else res.writeHead(404, { 'content-type': 'text/plain' }).end('the demo issuer serves /.well-known/jwks.json and /token\n');
     });
     await this.#listen(server, issuer.port, issuer.host, { what: "the demo JWT issuer's port", movedBy: `issuer.listen in ${join(this.#o.dir, DEMO_FILE_NAME)}` });
+    const hosts = this.#hosts;
+    if (hosts !== undefined && isLoopbackHost(issuer.host)) {
+      // The sidecars in their namespaces fetch the keys from the address the policies name (127.0.0.1 here): the
+      // same server on the bridge's address, and each namespace's 127.0.0.1:port forwarded to it.
+      const bridged = http.createServer((req, res) => server.emit('request', req, res));
+      await this.#listen(bridged, issuer.port, hosts.gateway, { what: "the demo JWT issuer's port on the namespaces' bridge", movedBy: `issuer.listen in ${join(this.#o.dir, DEMO_FILE_NAME)}` });
+      await hosts.forwardLoopback([issuer.port]);
+    }
     this.#o.say(`JWT issuer ${issuer.iss}: JWKS on http://${issuer.host}:${issuer.port}/.well-known/jwks.json`);
   }
 
@@ -261,19 +333,20 @@ export class LocalMesh {
   }
 
   async #startEchoApp(ref: string, port: number): Promise<void> {
-    const server = http.createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        const body = JSON.stringify({
-          app: ref, method: req.method, path: req.url,
-          // What the sidecar told the app about the caller.
-          'x-forwarded-client-cert': req.headers['x-forwarded-client-cert'] ?? null,
-          'x-forwarded-proto': req.headers['x-forwarded-proto'] ?? null,
-        }, null, 2);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(`${body}\n`);
-      });
-    });
+    const server = echoApp(ref);
     await this.#listen(server, port, '127.0.0.1', { what: `the demo app of ${ref}`, movedBy: `the targetPort of ${ref}'s port in ${join(this.#o.dir, MESH_FILE_NAME)}` });
+  }
+
+  /** The echo app of a workload in its namespace: a child process of this CLI (`rampart demo-app`). */
+  async #startEchoChild(hosts: MeshHosts, host: MeshHost, cmd: { readonly command: string; readonly args: readonly string[] }, ref: string, port: number): Promise<void> {
+    const run = hosts.exec(host, cmd.command, [...cmd.args, 'demo-app', '--workload', ref, '--port', String(port), '--exit-with-parent']);
+    const child = spawn(run.command, run.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#children.push(child);
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    const [ok] = await Promise.race([once(child.stdout!, 'data').then(() => [true]), once(child, 'exit').then(() => [false])]);
+    if (ok !== true) throw new LocalMeshError('ERR_DEMO_APP', `the demo app of ${ref} in ${host.netns} exited: ${out.trim()}`);
   }
 
   async #listen(server: http.Server, port: number, host: string, purpose: ListenPurpose): Promise<void> {
@@ -291,11 +364,26 @@ export class LocalMesh {
       await exited;
       clearTimeout(timer);
     }));
+    for (const c of this.#children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
     await this.#cp?.stop();
     for (const s of this.#servers) {
       s.closeAllConnections();
       s.close();
     }
+    // The namespaces go with their rules, their processes having stopped above.
+    await this.#hosts?.remove();
     if (this.#state !== undefined) await rm(this.#state, { recursive: true, force: true });
   }
+}
+
+function httpStatus(o: { host: string; port: number; path: string; headers: Readonly<Record<string, string>> }): Promise<number | 'reset' | 'error'> {
+  return new Promise((resolve) => {
+    const req = http.request({ ...o, headers: { ...o.headers }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNRESET' || err.message === 'socket hang up' ? 'reset' : 'error'));
+    req.setTimeout(5_000, () => req.destroy(new Error('timeout')));
+    req.end();
+  });
 }

@@ -96,7 +96,7 @@ export async function runWalkthrough(mesh: LocalMesh, server: string, steps: rea
       if (step.token !== 'none') headers['authorization'] = `Bearer ${await mesh.token(step.token)}`;
       const seen = entries.length;
       const got = step.mtls
-        ? await request({ host: '127.0.0.1', port: mesh.outboundPort(step.from), path: `http://${serviceHost}${step.path}`, headers })
+        ? await mesh.request(step.from, serviceHost, step.path, headers)
         : await request({ host: w.address, port: port.port, path: step.path, headers });
       // The sidecar writes its access log every 100 ms.
       let access: MeshAccess | undefined;

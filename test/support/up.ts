@@ -21,7 +21,8 @@ export async function exampleCopy(): Promise<{ dir: string; args: string[]; port
       .replaceAll('18100', String(ports.app)).replaceAll('127.0.100.', prefix);
     await writeFile(join(dir, f), text);
   }
-  return { dir, args: [dir, '--port', String(ports.cp), '--admin-port', String(ports.admin)], ports, prefix };
+  // Loopback hosts: these tests run side by side, and network namespaces have names of their own (up-netns.test.ts).
+  return { dir, args: [dir, '--port', String(ports.cp), '--admin-port', String(ports.admin), '--hosts', 'loopback'], ports, prefix };
 }
 
 export function run(args: readonly string[]): { child: ReturnType<typeof spawn>; out: () => string; exit: Promise<number | null> } {
