@@ -26,11 +26,11 @@ export class ListenError extends RampartError {
   }
 }
 
-export function listenExplained(server: net.Server, port: number, host: string, purpose: ListenPurpose): Promise<void> {
+export function listenExplained(server: net.Server, port: number, host: string, purpose: ListenPurpose, options: { readonly ipv6Only?: boolean } = {}): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => reject(explainListenError(err, host, port, purpose));
     server.once('error', onError);
-    server.listen(port, host, () => {
+    server.listen({ port, host, ...(options.ipv6Only === true ? { ipv6Only: true } : {}) }, () => {
       server.off('error', onError);
       resolve();
     });

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import os from 'node:os';
 import { listenExplained } from '../io/listen.ts';
 import type { OriginalDestination } from '../capture/original-dst.ts';
 import type { InboundListener } from './inbound.ts';
@@ -32,12 +33,20 @@ export interface CaptureListenerOptions {
   readonly onRefused: (direction: 'inbound' | 'outbound', reason: string, peer: string | undefined) => void;
 }
 
+/** Whether this namespace has IPv6 loopback (::1), the address an IPv6 redirect lands on. */
+function ipv6Available(): boolean {
+  return Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.family === 'IPv6' && a.address === '::1'));
+}
+
 const HTTP_REQUEST_LINE = /^([A-Z]{3,10}) (\S+) HTTP\/1\.[01]\r?\n/;
 
 export class CaptureListeners {
   readonly #o: CaptureListenerOptions;
   readonly #inbound: net.Server;
   readonly #outbound: net.Server;
+  /** IPv6 connections the app opens are redirected to [::1]; absent where the namespace has no IPv6. */
+  #outbound6: net.Server | undefined;
+  #inbound6: net.Server | undefined;
   readonly #open = new Set<net.Socket>();
 
   constructor(options: CaptureListenerOptions) {
@@ -56,13 +65,25 @@ export class CaptureListeners {
   }
 
   async listen(): Promise<void> {
-    await listenExplained(this.#inbound, this.#o.inboundPort, '0.0.0.0', { what: 'the inbound capture port', movedBy: '--inbound-capture-port (and the same port in rampart capture)' });
-    await listenExplained(this.#outbound, this.#o.outboundPort, '127.0.0.1', { what: 'the outbound capture port', movedBy: '--outbound-capture-port (and the same port in rampart capture)' });
+    const inbound = { what: 'the inbound capture port', movedBy: '--inbound-capture-port (and the same port in rampart capture)' };
+    const outbound = { what: 'the outbound capture port', movedBy: '--outbound-capture-port (and the same port in rampart capture)' };
+    await listenExplained(this.#inbound, this.#o.inboundPort, '0.0.0.0', inbound);
+    await listenExplained(this.#outbound, this.#o.outboundPort, '127.0.0.1', outbound);
+    // IPv6 on servers of their own (IPv6-only sockets: IPv4 peers keep their plain addresses in logs and policies),
+    // where the namespace has IPv6 at all.
+    if (ipv6Available()) {
+      this.#inbound6 = net.createServer({ noDelay: true }, (s) => this.#onInbound(s));
+      this.#outbound6 = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.#onOutbound(s));
+      for (const server of [this.#inbound6, this.#outbound6]) server.maxConnections = this.#o.maxConnections;
+      await listenExplained(this.#inbound6, this.#o.inboundPort, '::', inbound, { ipv6Only: true });
+      await listenExplained(this.#outbound6, this.#o.outboundPort, '::1', outbound);
+    }
   }
 
   async close(): Promise<void> {
     for (const s of this.#open) s.destroy();
-    await Promise.all([this.#inbound, this.#outbound].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const servers = [this.#inbound, this.#outbound, ...[this.#inbound6, this.#outbound6].filter((x) => x !== undefined)];
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 
   #original(socket: net.Socket, direction: 'inbound' | 'outbound'): OriginalDestination | undefined {
