@@ -96,6 +96,11 @@ export class MeshHosts {
       await rm(`/etc/netns/${n}`, { recursive: true, force: true });
       await rm(marker, { force: true });
     }
+    // The bridge of a rampart up killed outright (SIGKILL: no cleanup ran) is named for its pid: gone with it.
+    for (const m of (await sh('ip', ['-o', 'link', 'show', 'type', 'bridge'])).matchAll(/^\d+: rup([0-9a-z]{1,6})[:@]/gm)) {
+      const pid = parseInt(m[1]!, 36);
+      if (pid !== process.pid && !alive(pid)) await sh('ip', ['link', 'del', `rup${m[1]!}`]).catch(() => undefined);
+    }
     const used = await sh('ip', ['-o', '-4', 'addr']);
     let third = -1;
     for (let i = 0; i < 256 && third === -1; i++) if (!used.includes(` 10.250.${i}.`)) third = i;
