@@ -15,6 +15,14 @@
  * - in-process: the same two apps with rampart/node in both: mTLS with their SVIDs and secure naming, and the back
  *   app deciding the JWT and the same ten policies in its own process, access log on, no sidecar.
  *
+ * - captured (as root): wrk in a network namespace of its own, as an unchanged app, naming httpbin.default:8000 →
+ *   rampart capture → client sidecar (--capture) → mTLS across a veth pair and a bridge → capture → server sidecar →
+ *   the app in its namespace on its own port; explicit-netns: the same namespaces' layout without capture (wrk →
+ *   the client sidecar's --upstream port → server sidecar on its address → app), so that the two differ only by
+ *   capture (the rules, SO_ORIGINAL_DST, the lookup by address); explicit-conntrack: the explicit layout again in
+ *   namespaces whose nat table holds rules that redirect nothing, so that the kernel tracks every connection as it
+ *   must for any REDIRECT capture (the floor: what netfilter costs whoever captures).
+ *
  * Each path is measured at full speed and at about 1,000 requests/s (wrk's Lua delay() spaces each connection's
  * requests 16 ms apart), in alternating rounds. Each proxy process's CPU seconds (from /proc) are taken around every
  * round, and its peak RSS (VmHWM) at the end. Every proxy runs as one process; the load generator, the app and the
@@ -34,6 +42,10 @@ import { CertificateAuthority, createSelfSignedCa } from '../src/identity/ca.ts'
 import { istioSpiffeId } from '../src/identity/spiffe-id.ts';
 import { createCsr, generateKeyPair, privateKeyPem } from '../src/identity/x509.ts';
 import { writeCaDir } from '../src/io/ca-dir.ts';
+import { applyCapture } from '../src/capture/apply.ts';
+import { DEFAULT_CAPTURE } from '../src/capture/rules.ts';
+import { MeshHosts, meshHostsUnavailable } from '../src/mesh/mesh-hosts.ts';
+import { parseMeshFile } from '../src/resources/mesh-file.ts';
 import { median } from './timing.ts';
 
 export const TARGET_ADDED_P90_MS = 1;
@@ -77,7 +89,7 @@ export interface ProcessUse {
 }
 
 export interface PathRound {
-  readonly path: 'direct' | 'rampart' | 'nginx' | 'https' | 'in-process';
+  readonly path: 'direct' | 'rampart' | 'nginx' | 'https' | 'in-process' | 'captured' | 'explicit-netns' | 'explicit-conntrack';
   readonly load: 'peak' | 'rate';
   readonly round: number;
   readonly wrk: WrkResult;
@@ -279,6 +291,7 @@ export async function benchProxy(opts: ProxyBenchOptions): Promise<ProxyResults>
   const cli = join(opts.root, '.bench-out', 'src', 'cli', 'bin.js');
   const dir = mkdtempSync(join(tmpdir(), 'rampart-bench-proxy-'));
   const children: ChildProcess[] = [];
+  let hosts: MeshHosts | undefined;
   const spawnLogged = (name: string, cmd: string, args: readonly string[]): ChildProcess => {
     const out = openSync(join(dir, `${name}.log`), 'w');
     const c = spawn(cmd, args, { stdio: ['ignore', out, out] });
@@ -405,6 +418,54 @@ services:
     const inProcessFront = pairSpawn('in-process-front', 'front', 'in-process', { listenHost: '127.0.0.1', listenPort: inProcessFrontPort, backUrl: 'http://httpbin.default:8000/echo', workload: 'default/sleep', ...inProcessFiles });
     for (const name of ['https-back', 'https-front', 'in-process-back', 'in-process-front']) await waitForFile(join(dir, `${name}.log`), /"event":"listening"/, 30_000);
 
+    // Captured and explicit pairs in network namespaces (root only).
+    const netnsTargets: Partial<Record<PathRound['path'], { url: string; pids: Array<[string, number]>; netns: string }>> = {};
+    const netnsWhy = await meshHostsUnavailable();
+    if (netnsWhy !== undefined) log(`proxy: no network namespaces (${netnsWhy}): the captured pair is left out`);
+    else {
+      const meshText = (a: Record<string, string>): string => `workloads:
+- {name: httpbin, serviceAccount: httpbin, labels: {app: httpbin, variant: cap}, address: ${a['httpbin'] ?? '10.0.0.1'}, ports: [{name: http, port: 8000, targetPort: 8000}]}
+- {name: sleep, serviceAccount: sleep, labels: {app: sleep, variant: cap}, address: ${a['sleep'] ?? '10.0.0.2'}}
+- {name: httpbinx, serviceAccount: httpbin, labels: {app: httpbin, variant: exp}, address: ${a['httpbinx'] ?? '10.0.0.3'}, ports: [{name: http, port: 8000, targetPort: 18000}]}
+- {name: sleepx, serviceAccount: sleep, labels: {app: sleep, variant: exp}, address: ${a['sleepx'] ?? '10.0.0.4'}}
+- {name: httpbint, serviceAccount: httpbin, labels: {app: httpbin, variant: ct}, address: ${a['httpbint'] ?? '10.0.0.5'}, ports: [{name: http, port: 8000, targetPort: 18000}]}
+- {name: sleept, serviceAccount: sleep, labels: {app: sleep, variant: ct}, address: ${a['sleept'] ?? '10.0.0.6'}}
+services:
+- {name: httpbin, selector: {app: httpbin, variant: cap}, ports: [{name: http, port: 8000}]}
+- {name: httpbinx, selector: {app: httpbin, variant: exp}, ports: [{name: http, port: 8000}]}
+- {name: httpbint, selector: {app: httpbin, variant: ct}, ports: [{name: http, port: 8000}]}
+`;
+      hosts = await MeshHosts.create(parseMeshFile(meshText({}), 'mesh.yaml').mesh.workloads, 'rb-');
+      const at = Object.fromEntries(hosts.hosts.map((h) => [h.workload.name, h]));
+      writeFileSync(join(dir, 'mesh-netns.yaml'), meshText(Object.fromEntries(hosts.hosts.map((h) => [h.workload.name, h.address]))));
+      const netnsCommon = ['--mesh', join(dir, 'mesh-netns.yaml'), '--config', join(dir, 'policies'), '--ca', join(dir, 'ca'), ...SIDECAR_ARGS];
+      const inNetns = (name: string, netns: string, args: readonly string[], gid?: number): ChildProcess => {
+        const out = openSync(join(dir, `${name}.log`), 'w');
+        const c = spawn('ip', ['netns', 'exec', netns, ...args], { stdio: ['ignore', out, out], ...(gid === undefined ? {} : { gid }) });
+        children.push(c);
+        return c;
+      };
+      inNetns('cap-app', at['httpbin']!.netns, [process.execPath, '-e', APP, '8000']);
+      inNetns('exp-app', at['httpbinx']!.netns, [process.execPath, '-e', APP, '18000']);
+      inNetns('ct-app', at['httpbint']!.netns, [process.execPath, '-e', APP, '18000']);
+      for (const w of ['httpbin', 'sleep']) await applyCapture(DEFAULT_CAPTURE, { netns: at[w]!.netns });
+      // Rules that redirect nothing: conntrack on, no capture.
+      for (const w of ['httpbint', 'sleept']) await applyCapture({ ...DEFAULT_CAPTURE, includeInboundPorts: [], includeOutboundCidrs: [] }, { netns: at[w]!.netns });
+      const gid = DEFAULT_CAPTURE.proxyGid;
+      const capServer = inNetns('cap-server-sidecar', at['httpbin']!.netns, [process.execPath, ...SIDECAR_NODE_FLAGS, cli, 'proxy', ...netnsCommon, '--workload', 'default/httpbin', '--capture', '--hosts-file', at['httpbin']!.hostsFile], gid);
+      const capClient = inNetns('cap-client-sidecar', at['sleep']!.netns, [process.execPath, ...SIDECAR_NODE_FLAGS, cli, 'proxy', ...netnsCommon, '--workload', 'default/sleep', '--capture', '--hosts-file', at['sleep']!.hostsFile], gid);
+      const expUp = await freePort();
+      const expServer = inNetns('exp-server-sidecar', at['httpbinx']!.netns, [process.execPath, ...SIDECAR_NODE_FLAGS, cli, 'proxy', ...netnsCommon, '--workload', 'default/httpbinx']);
+      const expClient = inNetns('exp-client-sidecar', at['sleepx']!.netns, [process.execPath, ...SIDECAR_NODE_FLAGS, cli, 'proxy', ...netnsCommon, '--workload', 'default/sleepx', '--upstream', `${expUp}=httpbinx.default:8000`]);
+      const ctUp = await freePort();
+      const ctServer = inNetns('ct-server-sidecar', at['httpbint']!.netns, [process.execPath, ...SIDECAR_NODE_FLAGS, cli, 'proxy', ...netnsCommon, '--workload', 'default/httpbint']);
+      const ctClient = inNetns('ct-client-sidecar', at['sleept']!.netns, [process.execPath, ...SIDECAR_NODE_FLAGS, cli, 'proxy', ...netnsCommon, '--workload', 'default/sleept', '--upstream', `${ctUp}=httpbint.default:8000`]);
+      for (const name of ['cap-server-sidecar', 'cap-client-sidecar', 'exp-server-sidecar', 'exp-client-sidecar', 'ct-server-sidecar', 'ct-client-sidecar']) await waitForFile(join(dir, `${name}.log`), /"event":"ready"/, 30_000);
+      netnsTargets.captured = { url: 'http://httpbin.default:8000/echo', netns: at['sleep']!.netns, pids: [['captured client sidecar', capClient.pid!], ['captured server sidecar', capServer.pid!]] };
+      netnsTargets['explicit-netns'] = { url: `http://127.0.0.1:${expUp}/echo`, netns: at['sleepx']!.netns, pids: [['explicit-netns client sidecar', expClient.pid!], ['explicit-netns server sidecar', expServer.pid!]] };
+      netnsTargets['explicit-conntrack'] = { url: `http://127.0.0.1:${ctUp}/echo`, netns: at['sleept']!.netns, pids: [['explicit-conntrack client sidecar', ctClient.pid!], ['explicit-conntrack server sidecar', ctServer.pid!]] };
+    }
+
     const script = (rate: boolean): string => {
       const f = join(dir, `wrk-${rate ? 'rate' : 'peak'}.lua`);
       writeFileSync(f, `wrk.method = "POST"
@@ -422,14 +483,18 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
       https: { url: `http://127.0.0.1:${httpsFrontPort}/echo`, pids: [['https front app', httpsFront.pid!], ['https back app', httpsBack.pid!]] as Array<[string, number]> },
       'in-process': { url: `http://127.0.0.1:${inProcessFrontPort}/echo`, pids: [['in-process front app', inProcessFront.pid!], ['in-process back app', inProcessBack.pid!]] as Array<[string, number]> },
       ...(nginxPids === undefined ? {} : { nginx: { url: `http://127.0.0.1:${nginxPort}/echo`, pids: [['nginx client', nginxPids.client], ['nginx server', nginxPids.server]] as Array<[string, number]> } }),
-    } as Record<PathRound['path'], { url: string; pids: Array<[string, number]> }>;
+      ...netnsTargets,
+    } as Record<PathRound['path'], { url: string; pids: Array<[string, number]>; netns?: string }>;
 
-    const runWrk = (url: string, rate: boolean, seconds: number): WrkResult =>
-      parseWrk(execFileSync(wrk, ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', script(rate), url], { encoding: 'utf8' }));
+    // wrk runs where the path's client app would: in its namespace for the namespace paths.
+    const runWrk = (url: string, rate: boolean, seconds: number, netns?: string): WrkResult => {
+      const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', script(rate), url];
+      return parseWrk(netns === undefined ? execFileSync(wrk, args, { encoding: 'utf8' }) : execFileSync('ip', ['netns', 'exec', netns, wrk, ...args], { encoding: 'utf8' }));
+    };
 
     // Warm-up: JIT, pools, the JWT cache, TLS sessions.
     for (const [name, t] of Object.entries(targets)) {
-      const w = runWrk(t.url, false, quick ? 1 : 2);
+      const w = runWrk(t.url, false, quick ? 1 : 2, t.netns);
       if (w.non2xx > 0 || w.errors > 0 || !(w.requests > 0)) throw new Error(`proxy bench: ${name} warm-up failed: ${JSON.stringify(w)} (logs in ${dir})`);
     }
     if (process.env['RAMPART_BENCH_HOLD'] === '1') {
@@ -445,9 +510,9 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
     const roundsPerLoad = quick ? 1 : 2;
     for (const load of ['peak', 'rate'] as const) {
       for (let round = 0; round < roundsPerLoad; round++) {
-        for (const [path, t] of Object.entries(targets) as Array<[PathRound['path'], { url: string; pids: Array<[string, number]> }]>) {
+        for (const [path, t] of Object.entries(targets) as Array<[PathRound['path'], { url: string; pids: Array<[string, number]>; netns?: string }]>) {
           const before = t.pids.map(([, pid]) => cpuSeconds(pid));
-          const w = runWrk(t.url, load === 'rate', durationSeconds);
+          const w = runWrk(t.url, load === 'rate', durationSeconds, t.netns);
           const processes = t.pids.map(([name, pid], i) => {
             const used = cpuSeconds(pid) - before[i]!;
             return { name, cpuSeconds: used, cpuSecondsPer1000: (used / w.requests) * 1000 };
@@ -465,10 +530,12 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
       'in-process front app': peakRssMB(inProcessFront.pid!), 'in-process back app': peakRssMB(inProcessBack.pid!),
     };
     if (nginxPids !== undefined) Object.assign(peak, { 'nginx client': peakRssMB(nginxPids.client), 'nginx server': peakRssMB(nginxPids.server) });
-    return { durationSeconds, rounds, peakRssMB: peak, peakPrivateMB: privatePeak, targets: [...proxyTargets(rounds, peak), ...inProcessTargets(rounds, privatePeak)], nginx: nginxPids !== undefined };
+    for (const t of Object.values(netnsTargets)) for (const [name, pid] of t.pids) peak[name] = peakRssMB(pid);
+    return { durationSeconds, rounds, peakRssMB: peak, peakPrivateMB: privatePeak, targets: [...proxyTargets(rounds, peak), ...inProcessTargets(rounds, privatePeak), ...captureTargets(rounds)], nginx: nginxPids !== undefined };
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 300));
+    await hosts?.remove();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -517,6 +584,29 @@ export const TARGET_IN_PROCESS_EXTRA_MB = 15;
  * spend on top of plain HTTPS against what the two sidecars spend; the back app's private memory over the plain
  * HTTPS back app's.
  */
+/** Capture must add under 5 % CPU per request over the explicit pair (both sidecars, the same namespaces' layout). */
+export const TARGET_CAPTURE_CPU_OVER_EXPLICIT = 0.05;
+
+function captureTargets(rounds: readonly PathRound[]): Array<{ target: string; measured: string; met: boolean }> {
+  const out: Array<{ target: string; measured: string; met: boolean }> = [];
+  for (const load of ['rate', 'peak'] as const) {
+    const c = summary(rounds, 'captured', load);
+    const e = summary(rounds, 'explicit-netns', load);
+    const l = summary(rounds, 'rampart', load);
+    const t = summary(rounds, 'explicit-conntrack', load);
+    if (c === undefined || e === undefined) continue;
+    const both = (x: { cpu: Record<string, number> }): number => Object.values(x.cpu).reduce((a, b) => a + b, 0);
+    const pct = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
+    const over = both(c) / both(e) - 1;
+    out.push({
+      target: `captured pair ${load === 'rate' ? 'at ~1,000 req/s' : 'at peak'}: sidecar CPU per request < ${(TARGET_CAPTURE_CPU_OVER_EXPLICIT * 100).toFixed(0)} % over the explicit pair`,
+      measured: `${pct(over)} (${both(c).toFixed(3)} vs ${both(e).toFixed(3)} CPU-s per 1,000 requests, both sidecars; floor, the explicit pair with conntrack on: ${t === undefined ? '-' : `${both(t).toFixed(3)}, ${pct(both(t) / both(e) - 1)}`}; loopback explicit pair ${l === undefined ? '-' : both(l).toFixed(3)}; p90 ${c.p90.toFixed(2)} vs ${e.p90.toFixed(2)} ms, ${Math.round(c.perSecond)} vs ${Math.round(e.perSecond)} req/s)`,
+      met: over < TARGET_CAPTURE_CPU_OVER_EXPLICIT,
+    });
+  }
+  return out;
+}
+
 function inProcessTargets(rounds: readonly PathRound[], privatePeak: Readonly<Record<string, number>>): Array<{ target: string; measured: string; met: boolean }> {
   const out: Array<{ target: string; measured: string; met: boolean }> = [];
   const hr = summary(rounds, 'https', 'rate');

@@ -14,6 +14,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import type net from 'node:net';
 import { CaptureError } from '../errors.ts';
 
@@ -28,9 +29,11 @@ interface Addon {
   originalDst(fd: number, family: 4 | 6): { address: string; port: number };
 }
 
-// Relative to this module, one level below the repository root both as src/capture/ (tsx) and dist/capture/.
-const ADDON_PATH = '../../build/Release/original_dst.node';
-const ERROR_FILE = new URL('../../build/native-error.txt', import.meta.url);
+// The package root's build/: one level above src/ (tsx) and dist/, two above the benchmark's .bench-out/src/.
+const ROOT = [new URL('../../', import.meta.url), new URL('../../../', import.meta.url)]
+  .find((u) => existsSync(new URL('package.json', u))) ?? new URL('../../', import.meta.url);
+const ADDON_PATH = fileURLToPath(new URL('build/Release/original_dst.node', ROOT));
+const ERROR_FILE = new URL('build/native-error.txt', ROOT);
 const FIX = 'run `npm rebuild` in the Rampart directory with g++, make and python3 installed (Debian/Ubuntu: `apt-get install g++ make python3`)';
 
 type Loaded = { readonly ok: true; readonly addon: Addon } | { readonly ok: false; readonly reason: string };
