@@ -28,7 +28,8 @@
  * round, and its peak RSS (VmHWM) at the end. Every proxy runs as one process; the load generator, the app and the
  * proxies share the machine's cores. RAMPART_SIDECAR_NODE_FLAGS adds node flags to both sidecars, for experiments
  * (e.g. "--max-semi-space-size=2"); RAMPART_SIDECAR_WORKERS runs them with --workers N; RAMPART_SIDECAR_ARGS adds
- * proxy arguments (e.g. "--access-log off"); RAMPART_BENCH_HOLD=1 keeps
+ * proxy arguments (e.g. "--access-log off");
+ * RAMPART_BENCH_ROUNDS sets the rounds per load and RAMPART_BENCH_PATHS the paths measured; RAMPART_BENCH_HOLD=1 keeps
  * the warmed-up processes running after the warm-up (their addresses and pids are logged) until SIGINT, to profile by hand.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -507,10 +508,13 @@ ${rate ? `function delay() return ${RATE_DELAY_MS} end` : ''}
     const samplePrivate = (): void => {
       for (const t of Object.values(targets)) for (const [name, pid] of t.pids) privatePeak[name] = Math.max(privatePeak[name] ?? 0, privateMB(pid));
     };
-    const roundsPerLoad = quick ? 1 : 2;
+    // RAMPART_BENCH_ROUNDS and RAMPART_BENCH_PATHS (comma-separated) narrow a run to more rounds of fewer paths.
+    const roundsPerLoad = Number(process.env['RAMPART_BENCH_ROUNDS'] ?? (quick ? 1 : 2));
+    const only = process.env['RAMPART_BENCH_PATHS']?.split(',');
     for (const load of ['peak', 'rate'] as const) {
       for (let round = 0; round < roundsPerLoad; round++) {
         for (const [path, t] of Object.entries(targets) as Array<[PathRound['path'], { url: string; pids: Array<[string, number]>; netns?: string }]>) {
+          if (only !== undefined && !only.includes(path)) continue;
           const before = t.pids.map(([, pid]) => cpuSeconds(pid));
           const w = runWrk(t.url, load === 'rate', durationSeconds, t.netns);
           const processes = t.pids.map(([name, pid], i) => {

@@ -271,15 +271,16 @@ export class LocalMesh {
     const hosts = this.#hosts;
     if (hosts === undefined) return httpStatus({ host: '127.0.0.1', port: this.outboundPort(from), path: `http://${serviceHost}${path}`, headers });
     const h = hosts.host(this.workload(from));
-    const args = ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), `http://${serviceHost}${path}`];
-    const run = hosts.exec(h, 'curl', args);
+    // The same request from inside the namespace, by a node of its own (what an unchanged app there does).
+    const script = `const http = require('node:http'); const [url, headers] = JSON.parse(process.argv[1]);
+const req = http.request(url, { headers, agent: false }, (res) => { res.resume(); res.on('end', () => console.log(res.statusCode)); });
+req.on('error', (err) => console.log(err.code === 'ECONNRESET' || err.message === 'socket hang up' ? 'reset' : 'error'));
+req.setTimeout(5000, () => req.destroy(new Error('timeout'))); req.end();`;
+    const run = hosts.exec(h, process.execPath, ['-e', script, JSON.stringify([`http://${serviceHost}${path}`, headers])]);
     return new Promise((resolve) => {
       execFile(run.command, run.args, (err, stdout) => {
-        const code = (err as { code?: number } | null)?.code;
-        // curl 52: empty reply, 56: reset — what a refused connection looks like to the app.
-        if (code === 52 || code === 56) resolve('reset');
-        else if (err !== null) resolve('error');
-        else resolve(Number(stdout.trim()));
+        const out = stdout.trim();
+        resolve(err !== null ? 'error' : out === 'reset' ? 'reset' : /^\d+$/.test(out) ? Number(out) : 'error');
       });
     });
   }
@@ -376,7 +377,8 @@ export class LocalMesh {
   }
 }
 
-function httpStatus(o: { host: string; port: number; path: string; headers: Readonly<Record<string, string>> }): Promise<number | 'reset' | 'error'> {
+/** One request with no pool; its status, or how it failed (a reset is what a refused connection looks like). */
+export function httpStatus(o: { host: string; port: number; path: string; headers: Readonly<Record<string, string>> }): Promise<number | 'reset' | 'error'> {
   return new Promise((resolve) => {
     const req = http.request({ ...o, headers: { ...o.headers }, agent: false }, (res) => {
       res.resume();

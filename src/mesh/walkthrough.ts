@@ -1,6 +1,5 @@
-import http from 'node:http';
 import type { MeshFile } from '../resources/mesh-file.ts';
-import type { LocalMesh, MeshAccess } from './local-mesh.ts';
+import { httpStatus, type LocalMesh, type MeshAccess } from './local-mesh.ts';
 
 /**
  * `rampart up --demo`: requests with and without mTLS and with a valid, an expired and a missing token, each shown
@@ -97,7 +96,7 @@ export async function runWalkthrough(mesh: LocalMesh, server: string, steps: rea
       const seen = entries.length;
       const got = step.mtls
         ? await mesh.request(step.from, serviceHost, step.path, headers)
-        : await request({ host: w.address, port: port.port, path: step.path, headers });
+        : await httpStatus({ host: w.address, port: port.port, path: step.path, headers });
       // The sidecar writes its access log every 100 ms.
       let access: MeshAccess | undefined;
       for (const end = Date.now() + 2_000; access === undefined && Date.now() < end;) {
@@ -112,18 +111,6 @@ export async function runWalkthrough(mesh: LocalMesh, server: string, steps: rea
     off();
   }
   return results;
-}
-
-function request(o: { host: string; port: number; path: string; headers: Record<string, string> }): Promise<number | 'reset' | 'error'> {
-  return new Promise((resolve) => {
-    const req = http.request({ ...o, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNRESET' || err.message === 'socket hang up' ? 'reset' : 'error'));
-    req.setTimeout(5_000, () => req.destroy(new Error('timeout')));
-    req.end();
-  });
 }
 
 /** The summary table of a walk-through. */
