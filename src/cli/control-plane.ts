@@ -5,13 +5,18 @@ import { readCaDir } from '../io/ca-dir.ts';
 import { persistentLedger } from '../io/token-ledger.ts';
 import { ControlPlane } from '../control/server.ts';
 import { buildMeshState } from '../control/snapshot.ts';
-import { DirectorySource } from '../control/source.ts';
+import { DirectorySource, type ConfigSource } from '../control/source.ts';
 import { lifetime } from './lifetime.ts';
 import { parseTtl } from './duration.ts';
 import type { CommandOutput } from './check.ts';
 
 export interface ControlPlaneCliOptions {
-  readonly dir: string;
+  /** The configuration directory; absent with `kubernetes`. */
+  readonly dir?: string;
+  /** Configuration from a Kubernetes cluster instead of a directory. */
+  readonly kubernetes?: boolean;
+  readonly kubeconfig?: string;
+  readonly rootNamespace?: string;
   readonly ca: string;
   readonly host: string;
   readonly port: string;
@@ -28,13 +33,27 @@ function port(value: string, flag: string): number {
   return n;
 }
 
-/** `rampart control-plane DIR --ca CADIR`: runs until SIGINT/SIGTERM; JSON log lines on standard output. */
+/** `rampart control-plane DIR --ca CADIR` (or `--kubernetes [--kubeconfig FILE]` instead of DIR): runs until SIGINT/SIGTERM; JSON log lines on standard output. */
 export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number> {
   const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
   let cp: ControlPlane;
+  let kube: { stop(): void } | undefined;
   try {
+    if ((o.kubernetes === true) === (o.dir !== undefined)) throw new Error('give either a configuration directory or --kubernetes');
+    if (o.kubeconfig !== undefined && o.kubernetes !== true) throw new Error('--kubeconfig goes with --kubernetes');
     const material = await readCaDir(o.ca);
-    const source = new DirectorySource(o.dir);
+    let source: ConfigSource;
+    if (o.kubernetes === true) {
+      // Loaded only here: the Kubernetes client is large, and nothing else needs it.
+      const { KubernetesSource } = await import('../control/kubernetes-source.ts');
+      const k = new KubernetesSource({
+        ...(o.kubeconfig === undefined ? {} : { kubeconfig: o.kubeconfig }), ...(o.rootNamespace === undefined ? {} : { rootNamespace: o.rootNamespace }),
+        onError: (kind, message) => log.warn({ event: 'kubernetes-unreachable', kind, error: message }, `Kubernetes: ${message} (retrying)`),
+      });
+      kube = k;
+      await k.start();
+      source = k;
+    } else source = new DirectorySource(o.dir!);
     // The trust domain names the CA's identities; a mesh file with errors stops here with every diagnostic.
     const mesh = buildMeshState(await source.read(), undefined).mesh.mesh;
     const ca = new CertificateAuthority(material, { trustDomain: mesh.trustDomain, trustDomainAliases: mesh.trustDomainAliases, usedTokens: persistentLedger(o.ca) });
@@ -47,6 +66,7 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     });
     await cp.start();
   } catch (err) {
+    kube?.stop();
     process.stderr.write(`rampart control-plane: ${(err as Error).message}\n`);
     return 2;
   }
@@ -55,6 +75,7 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   const reason = await lifetime().stopped;
   log.info({ event: 'stopping', reason }, `stopping (${reason})`);
   await cp.stop();
+  kube?.stop();
   return 0;
 }
 

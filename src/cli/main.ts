@@ -164,7 +164,10 @@ export function buildProgram(): Command {
   program
     .command('control-plane')
     .description('hold the CA and the configuration in DIR (mesh.yaml + Istio YAML, watched); sign proxies\' CSRs and stream them their configuration over mTLS')
-    .argument('<dir>', 'configuration directory: mesh.yaml and policy files')
+    .argument('[dir]', 'configuration directory: mesh.yaml and policy files (or --kubernetes)')
+    .option('--kubernetes', "configuration from a Kubernetes cluster: Istio's security resources, Pods, Services and the root namespace's istio ConfigMap (list and watch)")
+    .option('--kubeconfig <file>', 'with --kubernetes: the kubeconfig (default: in-cluster config in a pod, else KUBECONFIG or ~/.kube/config)')
+    .option('--root-namespace <ns>', "with --kubernetes: where the istio ConfigMap (MeshConfig) lives", 'istio-system')
     .requiredOption('--ca <dir>', 'CA directory (rampart ca init); the used bootstrap tokens are kept there too')
     .option('--host <address>', 'listen address of the mTLS port', '127.0.0.1')
     .option('--port <port>', 'mTLS port for proxies (CSRs and configuration)', '15012')
@@ -173,8 +176,8 @@ export function buildProgram(): Command {
     .option('--admin-token-file <file>', 'a file holding the token the admin port asks for (authorization: Bearer, or the console\'s sign-in)')
     .option('--debounce <duration>', 'wait after a change before pushing', '100ms')
     .option('--svid-ttl <duration>', "lifetime of the proxies' SVIDs (default 24h)")
-    .action(async (dir: string, o: { ca: string; host: string; port: string; adminPort: string; adminHost: string; adminTokenFile?: string; debounce: string; svidTtl?: string }) => {
-      process.exitCode = await (await import('./control-plane.ts')).runControlPlane({ dir, ...o });
+    .action(async (dir: string | undefined, o: { kubernetes?: boolean; kubeconfig?: string; rootNamespace: string; ca: string; host: string; port: string; adminPort: string; adminHost: string; adminTokenFile?: string; debounce: string; svidTtl?: string }) => {
+      process.exitCode = await (await import('./control-plane.ts')).runControlPlane({ ...(dir === undefined ? {} : { dir }), ...o });
     });
   program
     .command('up')

@@ -4,6 +4,7 @@ import { stringify } from 'yaml';
 import { RampartError } from '../errors.ts';
 import type { SourceInput } from './snapshot.ts';
 import type { ConfigSource } from './source.ts';
+import type { Diagnostic } from '../resources/diagnostic.ts';
 
 /**
  * Configuration from a Kubernetes cluster, behind the same ConfigSource as a directory: Istio's security resources
@@ -161,6 +162,11 @@ class Reflector {
   }
 }
 
+/** The name a resource's texts and diagnostics go by: `namespace/Kind/name`. */
+function fileOf(k: KindSpec, o: KubeObject): string {
+  return `${o.metadata.namespace ?? ''}/${k.kind}/${o.metadata.name}`;
+}
+
 function keyOf(o: KubeObject): string {
   return `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 }
@@ -175,6 +181,8 @@ export class KubernetesSource implements ConfigSource {
   readonly #o: KubernetesSourceOptions;
   readonly #reflectors: Reflector[];
   readonly #listeners = new Set<() => void>();
+  /** The status last written per resource, so that an unchanged outcome is not written again. */
+  readonly #reported = new Map<string, { key: string; state: string }>();
   #started = false;
 
   constructor(options: KubernetesSourceOptions = {}) {
@@ -223,8 +231,12 @@ export class KubernetesSource implements ConfigSource {
   }
 
   async getJson(path: string): Promise<unknown> {
+    return this.#call('GET', path);
+  }
+
+  async #call(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<unknown> {
     const cluster = this.#kc.getCurrentCluster()!;
-    const opts: https.RequestOptions = { method: 'GET', headers: { accept: 'application/json' } };
+    const opts: https.RequestOptions = { method, headers: { accept: 'application/json', ...(body === undefined ? {} : { 'content-type': contentType }) } };
     await this.#kc.applyToHTTPSOptions(opts);
     return new Promise((resolve, reject) => {
       const req = https.request(`${cluster.server}${path}`, opts, (res) => {
@@ -232,7 +244,7 @@ export class KubernetesSource implements ConfigSource {
         res.setEncoding('utf8');
         res.on('data', (c: string) => (body += c));
         res.on('end', () => {
-          if (res.statusCode !== 200) {
+          if (res.statusCode !== 200 && res.statusCode !== 201) {
             reject(new KubernetesSourceError('ERR_KUBE_HTTP', `${res.statusCode ?? 0}: ${statusMessage(body)}`));
             return;
           }
@@ -245,8 +257,49 @@ export class KubernetesSource implements ConfigSource {
       });
       req.setTimeout(30_000, () => req.destroy(new Error('timed out')));
       req.on('error', reject);
-      req.end();
+      req.end(body === undefined ? undefined : JSON.stringify(body));
     });
+  }
+
+  /**
+   * Where a user of kubectl looks: each Istio resource's status says whether its last version was accepted
+   * (condition `Reconciled`, and `validationMessages` as istiod's analysis writes them), and a Warning Event names
+   * the problem with its line and field. Written only when it changes; failures to write are reported, not thrown.
+   */
+  report(result: { readonly diagnostics: readonly Diagnostic[]; readonly rejectedFiles: readonly string[] }): void {
+    for (const k of SECURITY_KINDS) {
+      for (const o of this.#kind(k.key).objects.values()) {
+        const file = fileOf(k, o);
+        const own = result.diagnostics.filter((d) => d.file === file && d.severity === 'error');
+        const rejected = result.rejectedFiles.includes(file);
+        const text = own.map((d) => `line ${d.line}${d.path === '' ? '' : ` ${d.path}`}: ${d.message}`).join('; ');
+        // By the spec, not the resourceVersion: writing status makes a new version, which must not write again.
+        const key = JSON.stringify(o['spec'] ?? null);
+        const state = rejected ? `bad:${text}` : 'ok';
+        if (this.#reported.get(file)?.state === state && this.#reported.get(file)?.key === key) continue;
+        const wasBad = this.#reported.get(file)?.state.startsWith('bad:') === true;
+        this.#reported.set(file, { key, state });
+        if (!rejected && !wasBad && (o['status'] as { conditions?: unknown } | undefined)?.conditions === undefined) continue;
+        const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+        const status = rejected
+          ? {
+            conditions: [{ type: 'Reconciled', status: 'False', reason: 'Invalid', message: `this version is refused, the last good one stays in force: ${text}`, lastTransitionTime: now, observedGeneration: (o.metadata as { generation?: number }).generation ?? null }],
+            validationMessages: own.map((d) => ({ level: 'ERROR', type: { code: d.code, name: d.code }, description: `line ${d.line}${d.path === '' ? '' : ` ${d.path}`}: ${d.message}` })),
+          }
+          : { conditions: [{ type: 'Reconciled', status: 'True', reason: 'Accepted', message: 'in force', lastTransitionTime: now, observedGeneration: (o.metadata as { generation?: number }).generation ?? null }], validationMessages: null };
+        const base = `${k.path.replace(/\/[^/]+$/, '')}/namespaces/${o.metadata.namespace ?? 'default'}/${k.key}/${o.metadata.name}`;
+        void this.#call('PATCH', `${base}/status`, { status }, 'application/merge-patch+json').catch((err: Error) => this.reportError(k.kind, `status of ${file}: ${err.message}`));
+        if (rejected) {
+          void this.#call('POST', `/api/v1/namespaces/${o.metadata.namespace ?? 'default'}/events`, {
+            apiVersion: 'v1', kind: 'Event',
+            metadata: { generateName: `${o.metadata.name}.`, namespace: o.metadata.namespace ?? 'default' },
+            involvedObject: { apiVersion: o.apiVersion ?? 'security.istio.io/v1', kind: k.kind, name: o.metadata.name, namespace: o.metadata.namespace, resourceVersion: o.metadata.resourceVersion },
+            reason: 'InvalidConfiguration', type: 'Warning', message: `refused; the last good version stays in force: ${text}`,
+            source: { component: 'rampart-control-plane' }, firstTimestamp: now, lastTimestamp: now, count: 1,
+          }).catch((err: Error) => this.reportError('Event', `event for ${file}: ${err.message}`));
+        }
+      }
+    }
   }
 
   #kind(key: string): Reflector {
@@ -256,7 +309,7 @@ export class KubernetesSource implements ConfigSource {
   async read(): Promise<SourceInput> {
     if (!this.#reflectors.every((r) => r.synced)) throw new KubernetesSourceError('ERR_KUBE_SYNC', `${this.description}: not listed yet`);
     const policies = SECURITY_KINDS.flatMap((k) => [...this.#kind(k.key).objects.values()].map((o) => ({
-      file: `${o.metadata.namespace ?? ''}/${k.kind}/${o.metadata.name}`,
+      file: fileOf(k, o),
       // The resource as istiod reads it: kind, name, namespace, labels, annotations, creation time (the oldest
       // PeerAuthentication wins a tie) and spec; status and managed fields left out.
       text: JSON.stringify({

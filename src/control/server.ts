@@ -230,6 +230,7 @@ export class ControlPlane {
   }
 
   #report(s: MeshState): void {
+    this.#o.source.report?.({ diagnostics: s.diagnostics, rejectedFiles: s.rejectedFiles });
     const errors = s.diagnostics.filter((d) => d.severity === 'error');
     if (errors.length > 0) {
       this.#o.log.error(

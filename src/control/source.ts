@@ -3,6 +3,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { readConfigSources } from '../io/config-files.ts';
+import type { Diagnostic } from '../resources/diagnostic.ts';
 import type { SourceInput } from './snapshot.ts';
 
 /**
@@ -16,6 +17,11 @@ export interface ConfigSource {
   read(): Promise<SourceInput>;
   /** Calls `onChange` (possibly many times per change: the caller debounces) until the returned function is called. */
   watch(onChange: () => void): () => void;
+  /**
+   * What the last read amounted to, for a source that tells its users where they look (a cluster: each resource's
+   * status and an Event); files have the log. Called after every build; must not throw.
+   */
+  report?(result: { readonly diagnostics: readonly Diagnostic[]; readonly rejectedFiles: readonly string[] }): void;
 }
 
 export const MESH_FILE_NAME = 'mesh.yaml';

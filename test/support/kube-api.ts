@@ -329,6 +329,9 @@ export class KubeApiServer {
     }
     if (verb === 'create') {
       const obj = JSON.parse(body) as KubeObject;
+      // generateName: the API server completes the name with five random characters.
+      const gen = (obj.metadata as { generateName?: string } | undefined)?.generateName;
+      if ((obj.metadata?.name === undefined || obj.metadata.name === '') && gen !== undefined) obj.metadata = { ...obj.metadata, name: `${gen}${Math.random().toString(36).slice(2, 7)}` };
       const ns = kind.namespaced ? obj.metadata?.namespace ?? namespace ?? 'default' : undefined;
       if (obj.metadata?.name === undefined || obj.metadata.name === '') return status(422, 'Invalid', `${kind.kind} "" is invalid: metadata.name: Required value: name is required`);
       const key = this.#key(kind, ns, obj.metadata.name);
