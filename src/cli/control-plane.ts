@@ -37,7 +37,7 @@ function port(value: string, flag: string): number {
 export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number> {
   const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
   let cp: ControlPlane;
-  let kube: { stop(): void } | undefined;
+  let kube: { stop(): void; reviewToken(token: string): Promise<{ namespace: string; serviceAccount: string } | undefined> } | undefined;
   try {
     if ((o.kubernetes === true) === (o.dir !== undefined)) throw new Error('give either a configuration directory or --kubernetes');
     if (o.kubeconfig !== undefined && o.kubernetes !== true) throw new Error('--kubeconfig goes with --kubernetes');
@@ -63,6 +63,8 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
       source, ca, log, host: o.host, port: port(o.port, '--port'), adminPort: port(o.adminPort, '--admin-port'),
       ...(o.adminHost === undefined ? {} : { adminHost: o.adminHost }), ...(adminToken === undefined ? {} : { adminToken }),
       debounceMs: parseTtl(o.debounce, '--debounce'), ...(svidTtlMs === undefined ? {} : { svidTtlMs }),
+      // On a cluster, a pod's first CSR may carry its projected service-account token instead of a bootstrap token.
+      ...(kube === undefined ? {} : { tokenReviewer: (t: string) => kube!.reviewToken(t) }),
     });
     await cp.start();
   } catch (err) {

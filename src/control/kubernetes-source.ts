@@ -262,6 +262,20 @@ export class KubernetesSource implements ConfigSource {
   }
 
   /**
+   * Whose a pod's projected service-account token is, by a TokenReview for audience `istio-ca` (what istiod asks):
+   * the namespace and service account, or undefined when the cluster does not authenticate it for that audience.
+   */
+  async reviewToken(token: string): Promise<{ namespace: string; serviceAccount: string } | undefined> {
+    const review = await this.#call('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+      apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: ['istio-ca'] },
+    }) as { status?: { authenticated?: boolean; user?: { username?: string }; audiences?: string[] } };
+    const st = review.status;
+    const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(st?.user?.username ?? '');
+    if (st?.authenticated !== true || m === null || !(st.audiences ?? []).includes('istio-ca')) return undefined;
+    return { namespace: m[1]!, serviceAccount: m[2]! };
+  }
+
+  /**
    * Where a user of kubectl looks: each Istio resource's status says whether its last version was accepted
    * (condition `Reconciled`, and `validationMessages` as istiod's analysis writes them), and a Warning Event names
    * the problem with its line and field. Written only when it changes; failures to write are reported, not thrown.

@@ -2,6 +2,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { decodeJwt } from 'jose';
 import { RampartError } from '../errors.ts';
 import { CaError, type CertificateAuthority, type CsrCredential } from '../identity/ca.ts';
 import { BootstrapTokenError } from '../identity/bootstrap-token.ts';
@@ -47,6 +48,11 @@ export interface ControlPlaneOptions {
   readonly adminPort?: number;
   /** Address of the admin port: 127.0.0.1 by default; any other address needs `adminToken`. */
   readonly adminHost?: string;
+  /**
+   * Kubernetes: a bearer token that is not a bootstrap token of this CA is a pod's projected service-account token
+   * (audience istio-ca, as istiod expects); this says whose it is (a TokenReview), or undefined when it proves no one.
+   */
+  readonly tokenReviewer?: (token: string) => Promise<{ readonly namespace: string; readonly serviceAccount: string } | undefined>;
   /** The token the admin port asks for when it is bound beyond loopback. */
   readonly adminToken?: string;
   /** Decisions the console keeps (1,000). */
@@ -306,8 +312,15 @@ export class ControlPlane {
     }
     try {
       const ttl = typeof body.ttlMs === 'number' ? body.ttlMs : this.#o.svidTtlMs;
-      const issued = await this.#o.ca.signCsr({ csr: body.csr, ...(ttl === undefined ? {} : { ttlMs: ttl }) }, credential);
-      this.#o.log.info({ event: 'svid-signed', spiffeId: issued.spiffeId.uri, by: credential.kind, notAfter: issued.notAfter.toISOString() }, `signed an SVID for ${issued.spiffeId.uri} (${credential.kind})`);
+      const request = { csr: body.csr, ...(ttl === undefined ? {} : { ttlMs: ttl }) };
+      const reviewer = this.#o.tokenReviewer;
+      const saToken = credential.kind === 'bootstrap-token' && reviewer !== undefined && isServiceAccountToken(credential.token) ? credential.token : undefined;
+      const reviewed = saToken !== undefined;
+      const issued = saToken !== undefined
+        ? this.#o.ca.issue(request, await this.#reviewed(reviewer!, saToken))
+        : await this.#o.ca.signCsr(request, credential);
+      const by = reviewed ? 'service-account-token' : credential.kind;
+      this.#o.log.info({ event: 'svid-signed', spiffeId: issued.spiffeId.uri, by, notAfter: issued.notAfter.toISOString() }, `signed an SVID for ${issued.spiffeId.uri} (${by})`);
       this.#reply(stream, 200, { chainPem: issued.chainPem, rootsPem: issued.rootsPem });
     } catch (err) {
       const unauthenticated = err instanceof BootstrapTokenError || err instanceof SvidError || (err instanceof CaError && err.code === 'ERR_CSR_UNAUTHENTICATED');
@@ -315,6 +328,18 @@ export class ControlPlane {
       this.#o.log.warn({ event: 'csr-refused', by: credential.kind, code, error: (err as Error).message }, `CSR refused: ${(err as Error).message}`);
       this.#reply(stream, unauthenticated ? 401 : 403, { code, error: (err as Error).message });
     }
+  }
+
+  /** The identity a Kubernetes token proves: that namespace and service account, in this mesh's trust domain, only. */
+  async #reviewed(reviewer: NonNullable<ControlPlaneOptions['tokenReviewer']>, token: string): Promise<SpiffeId> {
+    let who;
+    try {
+      who = await reviewer(token);
+    } catch (err) {
+      throw new CaError('ERR_CSR_UNAUTHENTICATED', `the service-account token could not be reviewed: ${(err as Error).message}`, { cause: err });
+    }
+    if (who === undefined) throw new CaError('ERR_CSR_UNAUTHENTICATED', 'the service-account token is not authenticated by the cluster (TokenReview, audience istio-ca)');
+    return istioSpiffeId(this.#o.ca.trustDomain, who.namespace, who.serviceAccount);
   }
 
   #subscribe(stream: http2.ServerHttp2Stream): void {
@@ -460,4 +485,13 @@ function readBody(stream: http2.ServerHttp2Stream, limit: number): Promise<strin
     stream.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     stream.on('error', reject);
   });
+}
+
+/** A Kubernetes service-account JWT (`sub: system:serviceaccount:NS:SA`), read without verifying: the cluster verifies it. */
+function isServiceAccountToken(token: string): boolean {
+  try {
+    return /^system:serviceaccount:[^:]+:[^:]+$/.test(String(decodeJwt(token).sub));
+  } catch {
+    return false;
+  }
 }

@@ -22,8 +22,13 @@ export interface ControlPlaneClientOptions {
   readonly url: string;
   /** PEM of the roots that sign the control plane's certificate (the mesh's trust bundle). */
   readonly rootsPem: string;
-  /** A bootstrap token for this workload's namespace and service account (`rampart ca token`); names the identity. */
+  /**
+   * A bootstrap token for this workload's namespace and service account (`rampart ca token`), or, on Kubernetes, the
+   * pod's projected service-account token (audience istio-ca); either names the identity.
+   */
   readonly token: string;
+  /** The mesh's trust domain, for a service-account token (which names none); cluster.local by default. */
+  readonly trustDomain?: string;
   /** `namespace/name` of the workload in the mesh. */
   readonly workload: string;
   readonly initialBackoffMs?: number;
@@ -78,7 +83,9 @@ export class ControlPlaneClient {
       throw new ControlPlaneClientError('ERR_BOOTSTRAP_TOKEN_UNREADABLE', `the bootstrap token cannot be read: ${(err as Error).message}`);
     }
     try {
-      this.identity = parseIstioIdentity(String(sub));
+      // A pod's projected service-account token names its namespace and service account, not a trust domain.
+      const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(String(sub));
+      this.identity = sa === null ? parseIstioIdentity(String(sub)) : istioSpiffeId(options.trustDomain ?? 'cluster.local', sa[1]!, sa[2]!);
     } catch (err) {
       throw new ControlPlaneClientError('ERR_BOOTSTRAP_TOKEN_UNREADABLE', `the bootstrap token does not name a workload identity: ${(err as Error).message}`);
     }

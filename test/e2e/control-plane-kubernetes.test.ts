@@ -1,7 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { istioSpiffeId } from '../../src/identity/spiffe-id.ts';
+import { createCsr, generateKeyPair } from '../../src/identity/x509.ts';
+import { ControlPlaneClient } from '../../src/proxy/control-client.ts';
 import { join } from 'node:path';
 import { newCa } from '../support/certs.ts';
 import { KubeApiServer, type KubeObject } from '../support/kube-api.ts';
@@ -17,6 +20,16 @@ const POLICY = (methods: string[]): KubeObject => ({
   apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'httpbin', namespace: 'default' },
   spec: { selector: { matchLabels: { app: 'httpbin' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/default/sa/sleep'] } }], to: [{ operation: { methods } }] }] },
 });
+
+/**
+ * A projected service-account token as the kubelet writes it: a JWT whose sub is system:serviceaccount:NS:SA. Its
+ * signature is the cluster's business; here the test API server's TokenReview knows the token itself.
+ */
+function serviceAccountToken(ns: string, sa: string, nonce: string): string {
+  const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  return `${b64({ alg: 'RS256', kid: 'cluster' })}.${b64({ aud: ['istio-ca'], iss: 'https://kubernetes.default.svc', sub: `system:serviceaccount:${ns}:${sa}`, iat: now, exp: now + 3600, 'kubernetes.io': { namespace: ns, serviceaccount: { name: sa } }, nonce })}.c2lnbmF0dXJl`;
+}
 
 function request(port: number, method: string, path: string): Promise<number | 'reset'> {
   return new Promise((resolve, reject) => {
@@ -39,6 +52,8 @@ describe('control plane on a Kubernetes API server (real processes)', { timeout:
   const proxies: RunningProxy[] = [];
   let app: http.Server;
   let upPort: number;
+  let up2Port: number;
+  let cpUrl: string;
 
   before(async () => {
     ({ dir, ca } = await scenarioDir('rampart-cp-kube-'));
@@ -48,11 +63,12 @@ describe('control plane on a Kubernetes API server (real processes)', { timeout:
     });
     const appPort = await listenLocal(app);
     upPort = await freePort();
+    up2Port = await freePort();
     const [httpbinIp, sleepIp] = [loopbackAddress(), loopbackAddress()];
     api = new KubeApiServer();
     await api.listen();
     // Least privilege, as deploy/ will grant it: list and watch of the kinds it reads, status and events it writes.
-    api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: ['list pods', 'watch pods', 'list services', 'watch services', 'list configmaps', 'watch configmaps', 'create events',
+    api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: ['list pods', 'watch pods', 'list services', 'watch services', 'list configmaps', 'watch configmaps', 'create events', 'create tokenreviews',
       ...['peerauthentications', 'requestauthentications', 'authorizationpolicies'].flatMap((k) => [`list ${k}`, `watch ${k}`, `patch ${k}/status`])] });
     const pod = (name: string, ip: string, sa: string, app: string, ports: number[]): KubeObject => ({
       apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default', labels: { app } },
@@ -61,6 +77,7 @@ describe('control plane on a Kubernetes API server (real processes)', { timeout:
     // The pod's IP is a loopback address of its own here: its sidecar listens there, the app on 127.0.0.1.
     api.put(pod('httpbin-1', httpbinIp, 'httpbin', 'httpbin', [appPort]));
     api.put(pod('sleep-1', sleepIp, 'sleep', 'sleep', []));
+    api.put(pod('sleep-2', loopbackAddress(), 'sleep', 'sleep', []));
     api.put({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'httpbin', namespace: 'default' }, spec: { selector: { app: 'httpbin' }, clusterIP: '10.96.0.30', ports: [{ name: 'http', port: 8000, targetPort: appPort }] } });
     api.put({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'default' }, spec: { mtls: { mode: 'STRICT' } } });
     api.put(POLICY(['GET']));
@@ -82,6 +99,12 @@ current-context: test
     const common = (workload: string): string[] => ['--workload', `default/${workload}`, '--control-plane', `https://127.0.0.1:${cpPort}`, '--root-cert', join(dir, 'ca', 'root-cert.pem')];
     proxies.push(await whenReady(spawnRampart('proxy', [...common('httpbin-1'), '--token', await token('httpbin', 'httpbin')])));
     proxies.push(await whenReady(spawnRampart('proxy', [...common('sleep-1'), '--token', await token('sleep', 'sleep'), '--upstream', `${upPort}=httpbin.default:8000`])));
+    // sleep-2 starts as a pod does on a cluster: with its projected service-account token, no bootstrap token.
+    const projected = serviceAccountToken('default', 'sleep', 'sleep-2');
+    api.issueToken(projected, { namespace: 'default', serviceAccount: 'sleep', podName: 'sleep-2', audiences: ['istio-ca'], expiresAt: Date.now() + 3_600_000 });
+    await writeFile(join(dir, 'istio-token'), projected);
+    proxies.push(await whenReady(spawnRampart('proxy', [...common('sleep-2'), '--token', join(dir, 'istio-token'), '--upstream', `${up2Port}=httpbin.default:8000`])));
+    cpUrl = `https://127.0.0.1:${cpPort}`;
   });
 
   after(async () => {
@@ -133,6 +156,30 @@ current-context: test
       const st = q?.['status'] as { conditions?: Array<{ status: string }>; validationMessages?: unknown } | undefined;
       return st?.conditions?.[0]?.status === 'True' && st.validationMessages === undefined;
     });
+  });
+
+  it("a pod's projected service-account token gets it the SVID of that service account (TokenReview), and nothing else", async () => {
+    assert.equal(await request(up2Port, 'GET', '/x'), 200, 'sleep-2 holds a sleep SVID: allowed as sleep');
+    await cp.waitFor('the signing by TokenReview', (l) => l['event'] === 'svid-signed' && l['spiffeId'] === 'spiffe://cluster.local/ns/default/sa/sleep' && l['by'] === 'service-account-token');
+    assert.ok(api.requests.some((r) => r === 'POST /apis/authentication.k8s.io/v1/tokenreviews'));
+    const roots = await readFile(join(dir, 'ca', 'root-cert.pem'), 'utf8');
+    const csrFor = async (sa: string): Promise<string> => createCsr(await generateKeyPair(), istioSpiffeId('cluster.local', 'default', sa).uri);
+    const client = (token: string): ControlPlaneClient => new ControlPlaneClient({ url: cpUrl, rootsPem: roots, workload: 'default/sleep-2', token });
+    const genuine = serviceAccountToken('default', 'sleep', 'direct');
+    api.issueToken(genuine, { namespace: 'default', serviceAccount: 'sleep', audiences: ['istio-ca'], expiresAt: Date.now() + 60_000 });
+    // A genuine token for sleep with a CSR naming httpbin: refused.
+    await assert.rejects(client(genuine).requestSvid(await csrFor('httpbin'), undefined), /refused the CSR \(403\)/);
+    // The same token with its own identity: signed (service-account tokens are not single use).
+    const ok = await client(genuine).requestSvid(await csrFor('sleep'), undefined);
+    assert.match(ok.chainPem, /BEGIN CERTIFICATE/);
+    // Forged (the cluster never issued it), expired, or for another audience: not authenticated.
+    const expired = serviceAccountToken('default', 'sleep', 'expired');
+    api.issueToken(expired, { namespace: 'default', serviceAccount: 'sleep', audiences: ['istio-ca'], expiresAt: Date.now() - 1_000 });
+    const otherAudience = serviceAccountToken('default', 'sleep', 'kubernetes-audience');
+    api.issueToken(otherAudience, { namespace: 'default', serviceAccount: 'sleep', audiences: ['https://kubernetes.default.svc'], expiresAt: Date.now() + 60_000 });
+    for (const t of [serviceAccountToken('default', 'httpbin', 'forged'), expired, otherAudience]) {
+      await assert.rejects(client(t).requestSvid(await csrFor(t === otherAudience || t === expired ? 'sleep' : 'httpbin'), undefined), /refused the CSR \(401\).*not authenticated by the cluster/);
+    }
   });
 
   it('a pod that goes away leaves the registry: the service has no endpoint', async () => {
