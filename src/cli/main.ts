@@ -193,6 +193,15 @@ export function buildProgram(): Command {
       process.exitCode = await (await import('./up.ts')).runUp({ dir, ...o });
     });
   program
+    .command('inject')
+    .description("add the sidecar and the capture init step to workload manifests, as istioctl kube-inject (the app's containers unchanged)")
+    .requiredOption('-f, --filename <file>', 'manifests (YAML, several documents), or - for standard input')
+    .option('--image <image>', 'the image of rampart-init and rampart-proxy', 'rampart:0.1.0')
+    .option('--control-plane <url>', "the control plane's mTLS address", 'https://rampart-control-plane.istio-system.svc:15012')
+    .action(async (o: { filename: string; image: string; controlPlane: string }) => {
+      emit(await (await import('./inject.ts')).runInject({ file: o.filename, image: o.image, controlPlane: o.controlPlane }));
+    });
+  program
     .command('demo-app', { hidden: true })
     .description("rampart up's echo app as a process of its own (in a workload's network namespace)")
     .requiredOption('--workload <namespace/name>', 'whose app it is')
