@@ -28,7 +28,7 @@ import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, PATH_CSR } from
 
 export const TARGET_CONVERGE_P99_MS = 1_000;
 export const TARGET_MB_PER_PROXY = 1;
-const WORKLOADS = 10;
+export const WORKLOADS = 10;
 
 export interface ControlBenchOptions {
   readonly quick: boolean;
@@ -54,18 +54,18 @@ export interface ControlResults {
   readonly targets: ReadonlyArray<{ readonly target: string; readonly measured: string; readonly met: boolean }>;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
+export function percentile(sorted: readonly number[], p: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
 }
 
-function procStat(pid: number): { cpuMs: number; rssMB: number } {
+export function procStat(pid: number): { cpuMs: number; rssMB: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   const ticks = Number(stat[11]) + Number(stat[12]);
   const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return { cpuMs: ticks * 10, rssMB: Number(rss?.[1] ?? 0) / 1024 };
 }
 
-const policy = (i: number, n: number): string => `apiVersion: security.istio.io/v1
+export const policy = (i: number, n: number): string => `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: w${i}-allow, namespace: default}
 spec:
@@ -73,7 +73,7 @@ spec:
   rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/w${(i + 1) % WORKLOADS}"]}}], to: [{operation: {paths: ["/v${n}/*"]}}]}]
 `;
 
-async function waitFor(what: string, f: () => boolean, timeoutMs: number): Promise<void> {
+export async function waitFor(what: string, f: () => boolean, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!f()) {
     if (Date.now() > end) throw new Error(`control bench: timed out waiting for ${what}`);

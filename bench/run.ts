@@ -14,7 +14,7 @@
  * (jwt-quick.json with --quick).
  * The data-path suite (bench/proxy.bench.ts: two sidecars against direct and an nginx pair, with wrk) runs last;
  * `--only proxy` runs it alone and writes bench/results/proxy.json. It needs wrk (and nginx for its peer lines).
- * The control-plane suite (bench/control.bench.ts: push convergence to 1, 100 and 1,000 simulated proxies, memory
+ * The control-plane suite (bench/control.bench.ts, and bench/control-kube.bench.ts for the Kubernetes source: push convergence to 1, 100 and 1,000 simulated proxies, memory
  * per proxy, SVID signing over the network) runs after it; `--only control` runs it alone (bench/results/control.json).
  */
 import { execFileSync } from 'node:child_process';
@@ -27,6 +27,7 @@ import { benchIdentity, identityReport, type IdentityResults } from './identity.
 import { benchJwt, jwtReport, type JwtResults } from './jwt.bench.ts';
 import { benchProxy, proxyReport, type ProxyResults } from './proxy.bench.ts';
 import { benchControl, controlReport, type ControlResults } from './control.bench.ts';
+import { benchControlKube, controlKubeReport } from './control-kube.bench.ts';
 import {
   benchDecide, machineProbe, PATH_LABELS, type BaselineMeasurement, type DecideHeap, type DecideMeasurement, type DecidePath, type DecideTarget,
 } from './policy-decide.bench.ts';
@@ -127,7 +128,10 @@ async function runControl(): Promise<ControlResults> {
   log('control plane: convergence, memory per proxy, signing');
   const control = await benchControl({ quick, log, root: packageRoot() });
   process.stdout.write(controlReport(control, quick));
-  return control;
+  log('control plane on Kubernetes: convergence from the API server, memory with a large cluster');
+  const kube = await benchControlKube({ quick, log, root: packageRoot() });
+  process.stdout.write(controlKubeReport(kube));
+  return { ...control, kubernetes: kube, targets: [...control.targets, ...kube.targets] } as ControlResults;
 }
 
 async function runJwt(): Promise<JwtResults> {
