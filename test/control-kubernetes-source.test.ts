@@ -36,7 +36,7 @@ async function state(): Promise<MeshState> {
 before(async () => {
   api = new KubeApiServer();
   await api.listen();
-  api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: ['list pods', 'watch pods', 'list services', 'watch services', 'list configmaps', 'watch configmaps',
+  api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: ['list pods', 'watch pods', 'list services', 'watch services', 'list configmaps', 'watch configmaps', 'list endpointslices', 'watch endpointslices',
     ...['peerauthentications', 'requestauthentications', 'authorizationpolicies'].flatMap((k) => [`list ${k}`, `watch ${k}`])] });
   api.put(pod('httpbin-1', '10.1.0.5', 'httpbin', { app: 'httpbin' }));
   api.put(pod('sleep-1', '10.1.0.6', 'sleep', { app: 'sleep' }));
@@ -72,6 +72,23 @@ test('the cluster as a mesh: running pods are workloads, services the registry w
   assert.deepEqual([svc.name, svc.address, svc.allocated, svc.ports[0]!.targetPort], ['httpbin', '10.96.0.20', false, 8000], 'a named targetPort resolves to the container port');
   assert.equal(s.mesh.mesh.outboundTrafficPolicy, 'REGISTRY_ONLY');
   assert.deepEqual(s.resources.map((r) => `${r.kind} ${r.meta.namespace}/${r.meta.name}`), ['AuthorizationPolicy default/httpbin-get']);
+});
+
+test("EndpointSlices: only a service's ready endpoints serve it; without a slice the selector decides", async () => {
+  assert.equal((await state()).mesh.services[0]!.endpoints, undefined, 'no slice yet');
+  api.put(pod('httpbin-3', '10.1.0.9', 'httpbin', { app: 'httpbin' }));
+  api.put({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'httpbin-abc', namespace: 'default', labels: { 'kubernetes.io/service-name': 'httpbin' } },
+    addressType: 'IPv4', ports: [{ name: 'http', port: 8000 }],
+    endpoints: [{ addresses: ['10.1.0.5'], conditions: { ready: true } }, { addresses: ['10.1.0.9'], conditions: { ready: false } }] });
+  await waitForState((s) => s.mesh.services[0]!.endpoints !== undefined);
+  const s = await state();
+  assert.deepEqual(s.mesh.services[0]!.endpoints, ['10.1.0.5']);
+  const { resolveDestination } = await import('../src/proxy/registry.ts');
+  assert.deepEqual(resolveDestination(s.mesh, 'default', 'httpbin', 8000)!.endpoints.map((e) => e.workload.name), ['httpbin-1'], 'httpbin-3 is a workload but not ready');
+  assert.ok(s.mesh.workloads.some((w) => w.name === 'httpbin-3'));
+  api.remove('pods', 'default', 'httpbin-3');
+  api.remove('endpointslices', 'default', 'httpbin-abc');
+  await waitForState((x) => x.mesh.services[0]!.endpoints === undefined);
 });
 
 test('a change in the cluster reaches the source through its watch, and a deletion too', async () => {

@@ -48,6 +48,7 @@ test("the control plane's ClusterRole grants exactly what it uses, nothing more"
   const istio = ['peerauthentications', 'requestauthentications', 'authorizationpolicies'];
   assert.deepEqual(granted, [
     ...['pods', 'services', 'configmaps'].flatMap((r) => [`list ${r}`, `watch ${r}`]), 'create events',
+    'list discovery.k8s.io/endpointslices', 'watch discovery.k8s.io/endpointslices',
     ...istio.flatMap((r) => [`list security.istio.io/${r}`, `watch security.istio.io/${r}`, `patch security.istio.io/${r}/status`]),
     'create authentication.k8s.io/tokenreviews',
   ].sort());

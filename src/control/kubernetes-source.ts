@@ -10,7 +10,8 @@ import type { Diagnostic } from '../resources/diagnostic.ts';
  * Configuration from a Kubernetes cluster, behind the same ConfigSource as a directory: Istio's security resources
  * (each a "file" of its own, so that a resource that fails validation keeps its last good version, as files do),
  * and a mesh file written from what the cluster says — Pods (workloads: labels, service account, IP, ports),
- * Services (the registry: selector, ClusterIP, ports) and the `istio` ConfigMap of the root namespace (MeshConfig).
+ * Services (the registry: selector, ClusterIP, ports) with their EndpointSlices (which pods serve them: the ready
+ * endpoints) and the `istio` ConfigMap of the root namespace (MeshConfig).
  *
  * Each kind is followed as client-go's reflector follows it: a list, then a watch from the list's resourceVersion
  * with bookmarks; a watch that ends is resumed from the last version seen, after a back-off when it failed; an
@@ -44,6 +45,7 @@ const CLUSTER_KINDS: readonly KindSpec[] = [
   { key: 'pods', path: '/api/v1/pods', kind: 'Pod' },
   { key: 'services', path: '/api/v1/services', kind: 'Service' },
   { key: 'configmaps', path: '/api/v1/configmaps', kind: 'ConfigMap' },
+  { key: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'EndpointSlice' },
 ];
 
 export interface KubernetesSourceOptions {
@@ -370,7 +372,13 @@ export class KubernetesSource implements ConfigSource {
         // A named targetPort is the container port of that name; resolved per pod by Kubernetes, here the port itself when unnamed.
         targetPort: typeof p.targetPort === 'number' ? p.targetPort : p.targetPort === undefined ? p.port : this.#namedPort(s.metadata.namespace ?? 'default', spec.selector!, p.targetPort) ?? p.port,
       }));
-      return [{ name: s.metadata.name, namespace: s.metadata.namespace ?? 'default', selector: spec.selector, ...(address === undefined ? {} : { address }), ports }];
+      // The ready endpoints of the Service's EndpointSlices: a pod that is not ready is a workload, not an endpoint.
+      const slices = [...this.#kind('endpointslices').objects.values()].filter((e) => e.metadata.namespace === s.metadata.namespace && e.metadata.labels?.['kubernetes.io/service-name'] === s.metadata.name);
+      const endpoints = slices.flatMap((e) => ((e['endpoints'] ?? []) as Array<{ addresses?: string[]; conditions?: { ready?: boolean } }>)
+        .filter((ep) => ep.conditions?.ready !== false).flatMap((ep) => ep.addresses ?? []));
+      // No slice yet (the endpoints controller has not caught up): the selector alone decides, as before slices.
+      const ready = slices.length === 0 ? {} : { endpoints: [...new Set(endpoints)].sort() };
+      return [{ name: s.metadata.name, namespace: s.metadata.namespace ?? 'default', selector: spec.selector, ...(address === undefined ? {} : { address }), ...ready, ports }];
     }).sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
     const text = stringify({ meshConfig: {}, workloads, services }, { lineWidth: 0 });
     // MeshConfig goes in as the ConfigMap's own text, so that its diagnostics read as the user's YAML does.

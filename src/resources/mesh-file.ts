@@ -68,6 +68,11 @@ export interface MeshService {
   readonly address: string;
   /** The address was not given: allocated from 240.240.0.0/16, as Istio's DNS proxy allocates service addresses. */
   readonly allocated: boolean;
+  /**
+   * The addresses of the selected workloads that serve it (Kubernetes' ready EndpointSlice endpoints); absent:
+   * every selected workload does.
+   */
+  readonly endpoints?: readonly string[];
   readonly ports: readonly ServicePort[];
 }
 
@@ -192,7 +197,7 @@ export function parseMeshFile(text: string, file: string): { mesh: MeshFile; dia
   (decodeList(r, top['services'], ['services']) ?? []).forEach((item, i) => {
     const path: Path = ['services', i];
     const before = r.errorCount;
-    const o = decodeObject(r, item, path, ['name', 'namespace', 'selector', 'address', 'ports']);
+    const o = decodeObject(r, item, path, ['name', 'namespace', 'selector', 'address', 'endpoints', 'ports']);
     if (o === undefined) return;
     const name = decodeName(r, o['name'], [...path, 'name'], 'a service name');
     const address = decodeString(r, o['address'], [...path, 'address']);
@@ -208,9 +213,18 @@ export function parseMeshFile(text: string, file: string): { mesh: MeshFile; dia
       r.error([...path, 'selector'], 'ERR_FIELD_REQUIRED', 'a service needs a selector (the labels of its workloads)');
     }
     const ports = decodePorts(r, o['ports'], [...path, 'ports'], (p): ServicePort => p);
+    let endpoints: string[] | undefined;
+    if (o['endpoints'] !== undefined) {
+      endpoints = [];
+      (decodeList(r, o['endpoints'], [...path, 'endpoints']) ?? []).forEach((e, j) => {
+        const parsed = typeof e === 'string' ? parseIp(e) : undefined;
+        if (parsed === undefined) r.error([...path, 'endpoints', j], 'ERR_ADDRESS', `must be an IPv4 or IPv6 address, got ${JSON.stringify(e)}`);
+        else endpoints!.push(parsed.text);
+      });
+    }
     if (r.errorCount > before || name === undefined || namespace === undefined || selector === undefined) return;
     if (ip !== undefined) explicit.set(ip.text, `${namespace}/${name}`);
-    services.push({ name, namespace, selector, address: ip?.text ?? '', allocated: ip === undefined, ports });
+    services.push({ name, namespace, selector, address: ip?.text ?? '', allocated: ip === undefined, ...(endpoints === undefined ? {} : { endpoints }), ports });
   });
   allocateServiceAddresses(services, explicit);
   const debugHeaders = decodeBoolean(r, top['debugHeaders'], ['debugHeaders']) ?? false;
@@ -266,5 +280,7 @@ export function findWorkload(mesh: MeshFile, ref: string): MeshWorkload | undefi
 
 /** The workloads a service selects (same namespace, every selector label equal). */
 export function serviceEndpoints(mesh: MeshFile, service: MeshService): MeshWorkload[] {
-  return mesh.workloads.filter((w) => w.namespace === service.namespace && Object.entries(service.selector).every(([k, v]) => w.labels[k] === v));
+  const ready = service.endpoints === undefined ? undefined : new Set(service.endpoints);
+  return mesh.workloads.filter((w) => w.namespace === service.namespace && Object.entries(service.selector).every(([k, v]) => w.labels[k] === v)
+    && (ready === undefined || ready.has(w.address)));
 }

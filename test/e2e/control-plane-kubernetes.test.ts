@@ -68,7 +68,7 @@ describe('control plane on a Kubernetes API server (real processes)', { timeout:
     api = new KubeApiServer();
     await api.listen();
     // Least privilege, as deploy/ will grant it: list and watch of the kinds it reads, status and events it writes.
-    api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: ['list pods', 'watch pods', 'list services', 'watch services', 'list configmaps', 'watch configmaps', 'create events', 'create tokenreviews',
+    api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: ['list pods', 'watch pods', 'list services', 'watch services', 'list configmaps', 'watch configmaps', 'list endpointslices', 'watch endpointslices', 'create events', 'create tokenreviews',
       ...['peerauthentications', 'requestauthentications', 'authorizationpolicies'].flatMap((k) => [`list ${k}`, `watch ${k}`, `patch ${k}/status`])] });
     const pod = (name: string, ip: string, sa: string, app: string, ports: number[]): KubeObject => ({
       apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default', labels: { app } },
