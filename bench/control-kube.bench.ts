@@ -14,14 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { CertificateAuthority, createSelfSignedCa } from '../src/identity/ca.ts';
-import { istioSpiffeId } from '../src/identity/spiffe-id.ts';
-import { svidFromPem, type Svid } from '../src/identity/svid.ts';
-import { TrustBundle } from '../src/identity/trust-bundle.ts';
-import { createCsr, generateKeyPair, privateKeyPem } from '../src/identity/x509.ts';
 import { writeCaDir } from '../src/io/ca-dir.ts';
 import { ControlPlaneClient } from '../src/proxy/control-client.ts';
 import { KubeApiServer, type KubeObject } from '../test/support/kube-api.ts';
-import { percentile, policy, procStat, waitFor, WORKLOADS, TARGET_CONVERGE_P99_MS, type ConvergenceRow } from './control.bench.ts';
+import { measureConvergence, policy, procStat, waitFor, WORKLOADS, TARGET_CONVERGE_P99_MS, type ConvergenceRow } from './control.bench.ts';
 
 export interface KubeControlResults {
   readonly convergence: readonly ConvergenceRow[];
@@ -53,13 +49,7 @@ export async function benchControlKube(opts: { readonly quick: boolean; readonly
     const material = await createSelfSignedCa({ trustDomain: 'cluster.local' });
     const ca = new CertificateAuthority(material, { trustDomain: 'cluster.local' });
     await writeCaDir(join(dir, 'ca'), material, false);
-    writeFileSync(join(dir, 'kubeconfig'), `apiVersion: v1
-kind: Config
-clusters: [{name: b, cluster: {server: "${api.url}", certificate-authority-data: "${Buffer.from(api.caPem).toString('base64')}"}}]
-users: [{name: b, user: {token: bench}}]
-contexts: [{name: b, context: {cluster: b, user: b}}]
-current-context: b
-`);
+    writeFileSync(join(dir, 'kubeconfig'), api.kubeconfig('bench'));
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const cli = join(opts.root, '.bench-out', 'src', 'cli', 'bin.js');
     const out = openSync(join(dir, 'control-plane.log'), 'w');
@@ -68,64 +58,8 @@ current-context: b
     const pid = cp.pid!;
     const idle = procStat(pid);
     const url = `https://127.0.0.1:${port}`;
-    const roots = ca.trustBundle.pem;
-    const bundle = TrustBundle.fromPem('cluster.local', roots);
-    const svids: Svid[] = [];
-    const tokens: string[] = [];
-    for (let i = 0; i < WORKLOADS; i++) {
-      const keys = await generateKeyPair('ec-p256');
-      const id = istioSpiffeId('cluster.local', 'default', `w${i}`);
-      svids.push(svidFromPem(privateKeyPem(keys.privateKey), ca.issue({ csr: createCsr(keys, id.uri) }, id).chainPem));
-      tokens.push(await ca.bootstrapToken('default', `w${i}`));
-    }
-    const arrived: Array<Map<string, number>> = [];
-    const connect = (k: number): void => {
-      const w = k % WORKLOADS;
-      const c = new ControlPlaneClient({ url, rootsPem: roots, token: tokens[w]!, workload: `default/w${w}` });
-      c.useSvid(svids[w]!, bundle);
-      const seen = new Map<string, number>();
-      arrived.push(seen);
-      c.subscribe({ onSnapshot: async (s) => {
-        seen.set(s.version, Date.now());
-        return { ok: true };
-      } });
-      clients.push(c);
-    };
-    let version = 1;
-    const convergence: ConvergenceRow[] = [];
-    for (const n of sizes) {
-      while (clients.length < n) {
-        const batch = Math.min(50, n - clients.length);
-        const from = clients.length;
-        for (let k = 0; k < batch; k++) connect(from + k);
-        await waitFor(`${clients.length} proxies subscribed`, () => arrived.slice(from).every((m) => m.has(String(version))), 60_000);
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      const connected = procStat(pid);
-      const latencies: number[] = [];
-      const slowest: number[] = [];
-      const cpuBefore = procStat(pid).cpuMs;
-      for (let c = 0; c < changes; c++) {
-        const next = version + 1;
-        const t0 = Date.now();
-        api.put(parse(policy(c % WORKLOADS, next)) as KubeObject);
-        await waitFor(`version ${next} everywhere`, () => arrived.every((m) => m.has(String(next))), 30_000);
-        version = next;
-        const ms = arrived.map((m) => m.get(String(next))! - t0);
-        latencies.push(...ms);
-        slowest.push(Math.max(...ms));
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      const cpuMs = procStat(pid).cpuMs - cpuBefore;
-      latencies.sort((a, b) => a - b);
-      slowest.sort((a, b) => a - b);
-      const row: ConvergenceRow = {
-        proxies: n, changes, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), allAckedMs: slowest[Math.floor(slowest.length / 2)]!,
-        cpuMsPerChange: cpuMs / changes, rssMB: connected.rssMB, mbPerProxy: (connected.rssMB - idle.rssMB) / n,
-      };
-      convergence.push(row);
-      log(`  kubernetes, ${n} proxies: p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, all ACKed ${row.allAckedMs} ms`);
-    }
+    const { rows: convergence } = await measureConvergence({ url, ca, pid, idleRssMB: idle.rssMB, sizes, changes, clients, log, label: 'kubernetes, ',
+      change: (c, next) => api.put(parse(policy(c % WORKLOADS, next)) as KubeObject) });
     for (const c of clients) c.stop();
     clients.length = 0;
     await new Promise((r) => setTimeout(r, 500));

@@ -81,6 +81,80 @@ export async function waitFor(what: string, f: () => boolean, timeoutMs: number)
   }
 }
 
+/**
+ * Convergence: simulated proxies (ControlPlaneClient, the proxies' own client, ACKing each snapshot at once) over
+ * ten workloads, connected in batches up to each of `sizes`; `change(c, version)` makes change c, and the time from
+ * it to each proxy's ACK is measured. The clients stay in `clients` for the caller to stop.
+ */
+export async function measureConvergence(o: {
+  readonly url: string; readonly ca: CertificateAuthority; readonly pid: number; readonly idleRssMB: number;
+  readonly sizes: readonly number[]; readonly changes: number; readonly clients: ControlPlaneClient[];
+  readonly change: (c: number, version: number) => void; readonly log: (line: string) => void; readonly label?: string;
+}): Promise<{ rows: ConvergenceRow[]; svids: Svid[] }> {
+  const { url, ca, pid, clients } = o;
+  const roots = ca.trustBundle.pem;
+  const bundle = TrustBundle.fromPem('cluster.local', roots);
+  const svids: Svid[] = [];
+  const tokens: string[] = [];
+  for (let i = 0; i < WORKLOADS; i++) {
+    const keys = await generateKeyPair('ec-p256');
+    const id = istioSpiffeId('cluster.local', 'default', `w${i}`);
+    svids.push(svidFromPem(privateKeyPem(keys.privateKey), ca.issue({ csr: createCsr(keys, id.uri) }, id).chainPem));
+    tokens.push(await ca.bootstrapToken('default', `w${i}`));
+  }
+  // Per proxy: the time each version arrived (ACKs go out at once, on the same tick).
+  const arrived: Array<Map<string, number>> = [];
+  const connect = (k: number): void => {
+    const w = k % WORKLOADS;
+    const c = new ControlPlaneClient({ url, rootsPem: roots, token: tokens[w]!, workload: `default/w${w}` });
+    c.useSvid(svids[w]!, bundle);
+    const seen = new Map<string, number>();
+    arrived.push(seen);
+    c.subscribe({ onSnapshot: async (s) => {
+      seen.set(s.version, Date.now());
+      return { ok: true };
+    } });
+    clients.push(c);
+  };
+  let version = 1;
+  const rows: ConvergenceRow[] = [];
+  for (const n of o.sizes) {
+    // Connect in batches, so the handshakes do not all land at once.
+    while (clients.length < n) {
+      const batch = Math.min(50, n - clients.length);
+      const from = clients.length;
+      for (let k = 0; k < batch; k++) connect(from + k);
+      await waitFor(`${clients.length} proxies subscribed`, () => arrived.slice(from).every((m) => m.has(String(version))), 60_000);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const connected = procStat(pid);
+    const latencies: number[] = [];
+    const slowest: number[] = [];
+    const cpuBefore = procStat(pid).cpuMs;
+    for (let c = 0; c < o.changes; c++) {
+      const next = version + 1;
+      const t0 = Date.now();
+      o.change(c, next);
+      await waitFor(`version ${next} everywhere`, () => arrived.every((m) => m.has(String(next))), 30_000);
+      version = next;
+      const ms = arrived.map((m) => m.get(String(next))! - t0);
+      latencies.push(...ms);
+      slowest.push(Math.max(...ms));
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const cpuMs = procStat(pid).cpuMs - cpuBefore;
+    latencies.sort((a, b) => a - b);
+    slowest.sort((a, b) => a - b);
+    const row: ConvergenceRow = {
+      proxies: n, changes: o.changes, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), allAckedMs: slowest[Math.floor(slowest.length / 2)]!,
+      cpuMsPerChange: cpuMs / o.changes, rssMB: connected.rssMB, mbPerProxy: (connected.rssMB - o.idleRssMB) / n,
+    };
+    rows.push(row);
+    o.log(`  ${o.label ?? ''}${n} proxies: p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, all ACKed ${row.allAckedMs} ms; RSS ${row.rssMB.toFixed(1)} MB (${(row.mbPerProxy * 1024).toFixed(0)} KB per proxy)`);
+  }
+  return { rows, svids };
+}
+
 export async function benchControl(opts: ControlBenchOptions): Promise<ControlResults> {
   const { log, quick } = opts;
   const sizes = quick ? [1, 50, 200] : [1, 100, 1_000];
@@ -107,65 +181,8 @@ export async function benchControl(opts: ControlBenchOptions): Promise<ControlRe
     const url = `https://127.0.0.1:${port}`;
     const roots = ca.trustBundle.pem;
     const bundle = TrustBundle.fromPem('cluster.local', roots);
-    const svids: Svid[] = [];
-    for (let i = 0; i < WORKLOADS; i++) {
-      const keys = await generateKeyPair('ec-p256');
-      const id = istioSpiffeId('cluster.local', 'default', `w${i}`);
-      svids.push(svidFromPem(privateKeyPem(keys.privateKey), ca.issue({ csr: createCsr(keys, id.uri) }, id).chainPem));
-    }
-    const tokens: string[] = [];
-    for (let i = 0; i < WORKLOADS; i++) tokens.push(await ca.bootstrapToken('default', `w${i}`));
-
-    // Per proxy: the time each version arrived (ACKs go out at once, on the same tick).
-    const arrived: Array<Map<string, number>> = [];
-    const connect = (k: number): void => {
-      const w = k % WORKLOADS;
-      const c = new ControlPlaneClient({ url, rootsPem: roots, token: tokens[w]!, workload: `default/w${w}` });
-      c.useSvid(svids[w]!, bundle);
-      const seen = new Map<string, number>();
-      arrived.push(seen);
-      c.subscribe({ onSnapshot: async (s) => {
-        seen.set(s.version, Date.now());
-        return { ok: true };
-      } });
-      clients.push(c);
-    };
-    let version = 1;
-    const convergence: ConvergenceRow[] = [];
-    for (const n of sizes) {
-      // Connect in batches, so the handshakes do not all land at once.
-      while (clients.length < n) {
-        const batch = Math.min(50, n - clients.length);
-        const from = clients.length;
-        for (let k = 0; k < batch; k++) connect(from + k);
-        await waitFor(`${clients.length} proxies subscribed`, () => arrived.slice(from).every((m) => m.has(String(version))), 60_000);
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      const connected = procStat(pid);
-      const latencies: number[] = [];
-      const slowest: number[] = [];
-      const cpuBefore = procStat(pid).cpuMs;
-      for (let c = 0; c < changes; c++) {
-        const next = version + 1;
-        const t0 = Date.now();
-        writeFileSync(join(cfg, `w${c % WORKLOADS}.yaml`), policy(c % WORKLOADS, next));
-        await waitFor(`version ${next} everywhere`, () => arrived.every((m) => m.has(String(next))), 30_000);
-        version = next;
-        const ms = arrived.map((m) => m.get(String(next))! - t0);
-        latencies.push(...ms);
-        slowest.push(Math.max(...ms));
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      const cpuMs = procStat(pid).cpuMs - cpuBefore;
-      latencies.sort((a, b) => a - b);
-      slowest.sort((a, b) => a - b);
-      const row: ConvergenceRow = {
-        proxies: n, changes, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), allAckedMs: slowest[Math.floor(slowest.length / 2)]!,
-        cpuMsPerChange: cpuMs / changes, rssMB: connected.rssMB, mbPerProxy: (connected.rssMB - idle.rssMB) / n,
-      };
-      convergence.push(row);
-      log(`  ${n} proxies: p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, all ACKed ${row.allAckedMs} ms; RSS ${row.rssMB.toFixed(1)} MB (${(row.mbPerProxy * 1024).toFixed(0)} KB per proxy)`);
-    }
+    const { rows: convergence, svids } = await measureConvergence({ url, ca, pid, idleRssMB: idle.rssMB, sizes, changes, clients, log,
+      change: (c, next) => writeFileSync(join(cfg, `w${c % WORKLOADS}.yaml`), policy(c % WORKLOADS, next)) });
     for (const c of clients) c.stop();
     clients.length = 0;
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubernetesSource } from '../src/control/kubernetes-source.ts';
 import { buildMeshState, type MeshState } from '../src/control/snapshot.ts';
-import { KubeApiServer, type KubeObject } from './support/kube-api.ts';
+import { CONTROL_PLANE_PERMISSIONS, KubeApiServer, type KubeObject } from './support/kube-api.ts';
 import { waitUntil } from './support/proxy.ts';
 
 /**
@@ -36,8 +36,7 @@ async function state(): Promise<MeshState> {
 before(async () => {
   api = new KubeApiServer();
   await api.listen();
-  api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: ['list pods', 'watch pods', 'list services', 'watch services', 'list configmaps', 'watch configmaps', 'list endpointslices', 'watch endpointslices',
-    ...['peerauthentications', 'requestauthentications', 'authorizationpolicies'].flatMap((k) => [`list ${k}`, `watch ${k}`])] });
+  api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: CONTROL_PLANE_PERMISSIONS });
   api.put(pod('httpbin-1', '10.1.0.5', 'httpbin', { app: 'httpbin' }));
   api.put(pod('sleep-1', '10.1.0.6', 'sleep', { app: 'sleep' }));
   api.put(pod('pending-1', '', 'sleep', { app: 'sleep' }, 'Pending'));
@@ -46,13 +45,7 @@ before(async () => {
   api.put(policy('httpbin-get', ['GET']));
   const dir = await mkdtemp(join(tmpdir(), 'rampart-kube-source-'));
   const kubeconfig = join(dir, 'kubeconfig');
-  await writeFile(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [{name: test, cluster: {server: "${api.url}", certificate-authority-data: "${Buffer.from(api.caPem).toString('base64')}"}}]
-users: [{name: cp, user: {token: cp-token}}]
-contexts: [{name: test, context: {cluster: test, user: cp}}]
-current-context: test
-`);
+  await writeFile(kubeconfig, api.kubeconfig('cp-token'));
   source = new KubernetesSource({ kubeconfig, backoff: { minMs: 20, maxMs: 200 } });
   source.watch(() => changes++);
   await source.start(15_000);

@@ -24,13 +24,7 @@ let dir: string;
 
 async function kubeconfig(name: string, token: string): Promise<string> {
   const file = join(dir, `${name}.kubeconfig`);
-  await writeFile(file, `apiVersion: v1
-kind: Config
-clusters: [{name: test, cluster: {server: "${api.url}", certificate-authority-data: "${Buffer.from(api.caPem).toString('base64')}"}}]
-users: [{name: ${name}, user: {token: "${token}"}}]
-contexts: [{name: test, context: {cluster: test, user: ${name}, namespace: default}}]
-current-context: test
-`);
+  await writeFile(file, api.kubeconfig(token));
   return file;
 }
 

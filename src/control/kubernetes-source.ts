@@ -31,7 +31,7 @@ interface KindSpec {
 export interface KubeObject {
   readonly apiVersion?: string;
   readonly kind?: string;
-  readonly metadata: { readonly name: string; readonly namespace?: string; readonly resourceVersion?: string; readonly creationTimestamp?: string; readonly labels?: Readonly<Record<string, string>>; readonly annotations?: Readonly<Record<string, string>> };
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly resourceVersion?: string; readonly creationTimestamp?: string; readonly generation?: number; readonly labels?: Readonly<Record<string, string>>; readonly annotations?: Readonly<Record<string, string>> };
   readonly [k: string]: unknown;
 }
 
@@ -299,10 +299,10 @@ export class KubernetesSource implements ConfigSource {
         const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
         const status = rejected
           ? {
-            conditions: [{ type: 'Reconciled', status: 'False', reason: 'Invalid', message: `this version is refused, the last good one stays in force: ${text}`, lastTransitionTime: now, observedGeneration: (o.metadata as { generation?: number }).generation ?? null }],
+            conditions: [{ type: 'Reconciled', status: 'False', reason: 'Invalid', message: `this version is refused, the last good one stays in force: ${text}`, lastTransitionTime: now, observedGeneration: o.metadata.generation ?? null }],
             validationMessages: own.map((d) => ({ level: 'ERROR', type: { code: d.code, name: d.code }, description: `line ${d.line}${d.path === '' ? '' : ` ${d.path}`}: ${d.message}` })),
           }
-          : { conditions: [{ type: 'Reconciled', status: 'True', reason: 'Accepted', message: 'in force', lastTransitionTime: now, observedGeneration: (o.metadata as { generation?: number }).generation ?? null }], validationMessages: null };
+          : { conditions: [{ type: 'Reconciled', status: 'True', reason: 'Accepted', message: 'in force', lastTransitionTime: now, observedGeneration: o.metadata.generation ?? null }], validationMessages: null };
         const base = `${k.path.replace(/\/[^/]+$/, '')}/namespaces/${o.metadata.namespace ?? 'default'}/${k.key}/${o.metadata.name}`;
         void this.#call('PATCH', `${base}/status`, { status }, 'application/merge-patch+json').catch((err: Error) => this.reportError(k.kind, `status of ${file}: ${err.message}`));
         if (rejected) {

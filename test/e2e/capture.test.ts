@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NETNS_SKIP, TestNet, type Host } from '../support/netns.ts';
-import { scenarioDir, spawnRampart, waitUntil, whenReady, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
+import { peerAuthentication, scenarioDir, spawnRampart, waitUntil, whenReady, writeSidecarFiles, type RunningProxy } from '../support/proxy.ts';
 
 /**
  * Transparent interception across real hosts: three network namespaces on a bridge. sleep and httpbin each run an
@@ -16,11 +16,7 @@ const BIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'bin.ts');
 const APPS = join(import.meta.dirname, '..', 'fixtures', 'capture-apps.mjs');
 const SIDECAR_GID = 1337;
 
-const POLICIES = `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: STRICT}}
----
+const POLICIES = `${peerAuthentication('STRICT')}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: httpbin-from-sleep, namespace: default}

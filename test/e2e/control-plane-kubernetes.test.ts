@@ -7,7 +7,7 @@ import { createCsr, generateKeyPair } from '../../src/identity/x509.ts';
 import { ControlPlaneClient } from '../../src/proxy/control-client.ts';
 import { join } from 'node:path';
 import { newCa } from '../support/certs.ts';
-import { KubeApiServer, type KubeObject } from '../support/kube-api.ts';
+import { CONTROL_PLANE_PERMISSIONS, KubeApiServer, type KubeObject } from '../support/kube-api.ts';
 import { freePort, listenLocal, loopbackAddress, scenarioDir, spawnRampart, whenReady, type RunningProxy } from '../support/proxy.ts';
 
 /**
@@ -67,9 +67,8 @@ describe('control plane on a Kubernetes API server (real processes)', { timeout:
     const [httpbinIp, sleepIp] = [loopbackAddress(), loopbackAddress()];
     api = new KubeApiServer();
     await api.listen();
-    // Least privilege, as deploy/ will grant it: list and watch of the kinds it reads, status and events it writes.
-    api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: ['list pods', 'watch pods', 'list services', 'watch services', 'list configmaps', 'watch configmaps', 'list endpointslices', 'watch endpointslices', 'create events', 'create tokenreviews',
-      ...['peerauthentications', 'requestauthentications', 'authorizationpolicies'].flatMap((k) => [`list ${k}`, `watch ${k}`, `patch ${k}/status`])] });
+    // Least privilege, as deploy/kubernetes grants it: list and watch of the kinds it reads, status and events it writes.
+    api.addUser('cp-token', { username: 'system:serviceaccount:istio-system:rampart', allow: CONTROL_PLANE_PERMISSIONS });
     const pod = (name: string, ip: string, sa: string, app: string, ports: number[]): KubeObject => ({
       apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default', labels: { app } },
       spec: { serviceAccountName: sa, containers: [{ name: 'app', ports: ports.map((p) => ({ name: 'http', containerPort: p })) }] }, status: { phase: 'Running', podIP: ip },
@@ -82,13 +81,7 @@ describe('control plane on a Kubernetes API server (real processes)', { timeout:
     api.put({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'default' }, spec: { mtls: { mode: 'STRICT' } } });
     api.put(POLICY(['GET']));
     const kubeconfig = join(dir, 'kubeconfig');
-    await writeFile(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [{name: test, cluster: {server: "${api.url}", certificate-authority-data: "${Buffer.from(api.caPem).toString('base64')}"}}]
-users: [{name: cp, user: {token: cp-token}}]
-contexts: [{name: test, context: {cluster: test, user: cp}}]
-current-context: test
-`);
+    await writeFile(kubeconfig, api.kubeconfig('cp-token'));
     const [cpPort, adminPort] = [await freePort(), await freePort()];
     cp = await whenReady(spawnRampart('control-plane', ['--kubernetes', '--kubeconfig', kubeconfig, '--ca', join(dir, 'ca'), '--port', String(cpPort), '--admin-port', String(adminPort), '--debounce', '50ms']));
     const token = async (name: string, sa: string): Promise<string> => {

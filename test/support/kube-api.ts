@@ -57,6 +57,13 @@ export const KINDS: readonly Kind[] = [
   ]),
 ];
 
+/** What the control plane's Kubernetes source may do: deploy/kubernetes/control-plane.yaml's ClusterRole. */
+export const CONTROL_PLANE_PERMISSIONS: readonly string[] = [
+  ...['pods', 'services', 'configmaps', 'endpointslices'].flatMap((k) => [`list ${k}`, `watch ${k}`]),
+  ...['peerauthentications', 'requestauthentications', 'authorizationpolicies'].flatMap((k) => [`list ${k}`, `watch ${k}`, `patch ${k}/status`]),
+  'create events', 'create tokenreviews',
+];
+
 export interface KubeUser {
   readonly username: string;
   /** `verb resource` pairs allowed (`list pods`, `watch authorizationpolicies`, `create tokenreviews`, `*`). */
@@ -155,6 +162,17 @@ export class KubeApiServer {
 
   addUser(token: string, user: KubeUser): void {
     this.#users.set(token, user);
+  }
+
+  /** A kubeconfig for this server (its CA, the token as the user), as kubectl and @kubernetes/client-node read it. */
+  kubeconfig(token: string, namespace = 'default'): string {
+    return `apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: "${this.url}", certificate-authority-data: "${Buffer.from(this.caPem).toString('base64')}"}}]
+users: [{name: user, user: {token: "${token}"}}]
+contexts: [{name: test, context: {cluster: test, user: user, namespace: ${namespace}}}]
+current-context: test
+`;
   }
 
   /** A projected service-account token TokenReview will accept (for `audiences`, until `expiresAt` ms). */
