@@ -35,6 +35,17 @@ export interface KubeObject {
   readonly [k: string]: unknown;
 }
 
+/** The fields of a Pod and a Service the mesh file is written from. */
+interface PodSpec {
+  readonly serviceAccountName?: string;
+  readonly containers?: ReadonlyArray<{ readonly ports?: ReadonlyArray<{ readonly name?: string; readonly containerPort: number; readonly protocol?: string }> }>;
+}
+interface ServiceSpec {
+  readonly selector?: Readonly<Record<string, string>>;
+  readonly clusterIP?: string;
+  readonly ports?: ReadonlyArray<{ readonly name?: string; readonly port: number; readonly targetPort?: number | string; readonly protocol?: string }>;
+}
+
 const SECURITY_KINDS: readonly KindSpec[] = [
   { key: 'peerauthentications', path: '/apis/security.istio.io/v1/peerauthentications', kind: 'PeerAuthentication' },
   { key: 'requestauthentications', path: '/apis/security.istio.io/v1/requestauthentications', kind: 'RequestAuthentication' },
@@ -348,7 +359,7 @@ export class KubernetesSource implements ConfigSource {
     const cm = this.#kind('configmaps').objects.get(`${root}/istio`);
     const meshData = (cm?.['data'] as Record<string, string> | undefined)?.['mesh'];
     const workloads = [...this.#kind('pods').objects.values()].filter(runningPod).filter(named).map((p) => {
-      const spec = p['spec'] as { serviceAccountName?: string; containers?: Array<{ ports?: Array<{ name?: string; containerPort: number; protocol?: string }> }> };
+      const spec = p['spec'] as PodSpec;
       const ports = new Map<number, { name?: string; port: number }>();
       for (const c of spec.containers ?? []) {
         for (const port of c.ports ?? []) {
@@ -363,7 +374,7 @@ export class KubernetesSource implements ConfigSource {
       };
     }).sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
     const services = [...this.#kind('services').objects.values()].filter(named).flatMap((s) => {
-      const spec = s['spec'] as { selector?: Record<string, string>; clusterIP?: string; ports?: Array<{ name?: string; port: number; targetPort?: number | string; protocol?: string; appProtocol?: string }> };
+      const spec = s['spec'] as ServiceSpec;
       // A Service without a selector has no workloads of the mesh to point at.
       if (spec.selector === undefined || Object.keys(spec.selector).length === 0) return [];
       const address = spec.clusterIP !== undefined && spec.clusterIP !== '' && spec.clusterIP !== 'None' ? spec.clusterIP : undefined;
@@ -388,7 +399,7 @@ export class KubernetesSource implements ConfigSource {
   #namedPort(namespace: string, selector: Readonly<Record<string, string>>, name: string): number | undefined {
     for (const p of this.#kind('pods').objects.values()) {
       if (p.metadata.namespace !== namespace || !Object.entries(selector).every(([k, v]) => p.metadata.labels?.[k] === v)) continue;
-      for (const c of (p['spec'] as { containers?: Array<{ ports?: Array<{ name?: string; containerPort: number }> }> }).containers ?? []) {
+      for (const c of (p['spec'] as PodSpec).containers ?? []) {
         const hit = c.ports?.find((x) => x.name === name);
         if (hit !== undefined) return hit.containerPort;
       }

@@ -51,13 +51,19 @@ export class CaptureListeners {
 
   constructor(options: CaptureListenerOptions) {
     this.#o = options;
-    this.#inbound = net.createServer({ noDelay: true }, (s) => this.#onInbound(s));
-    // Half-open: an app that ends its side (a request, then FIN) still gets the answer.
-    this.#outbound = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.#onOutbound(s));
-    for (const [server, direction] of [[this.#inbound, 'inbound'], [this.#outbound, 'outbound']] as const) {
-      server.maxConnections = options.maxConnections;
-      server.on('drop', (d?: net.DropArgument) => options.onRefused(direction, `connection limit of ${options.maxConnections} reached`, d?.remoteAddress));
-    }
+    this.#inbound = this.#server('inbound');
+    this.#outbound = this.#server('outbound');
+  }
+
+  /** One capture server: its connection limit, and a refusal logged for each connection beyond it. */
+  #server(direction: 'inbound' | 'outbound'): net.Server {
+    const server = direction === 'inbound'
+      ? net.createServer({ noDelay: true }, (s) => this.#onInbound(s))
+      // Half-open: an app that ends its side (a request, then FIN) still gets the answer.
+      : net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.#onOutbound(s));
+    server.maxConnections = this.#o.maxConnections;
+    server.on('drop', (d?: net.DropArgument) => this.#o.onRefused(direction, `connection limit of ${this.#o.maxConnections} reached`, d?.remoteAddress));
+    return server;
   }
 
   get ports(): { inbound: number; outbound: number } {
@@ -72,9 +78,8 @@ export class CaptureListeners {
     // IPv6 on servers of their own (IPv6-only sockets: IPv4 peers keep their plain addresses in logs and policies),
     // where the namespace has IPv6 at all.
     if (ipv6Available()) {
-      this.#inbound6 = net.createServer({ noDelay: true }, (s) => this.#onInbound(s));
-      this.#outbound6 = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.#onOutbound(s));
-      for (const server of [this.#inbound6, this.#outbound6]) server.maxConnections = this.#o.maxConnections;
+      this.#inbound6 = this.#server('inbound');
+      this.#outbound6 = this.#server('outbound');
       await listenExplained(this.#inbound6, this.#o.inboundPort, '::', inbound, { ipv6Only: true });
       await listenExplained(this.#outbound6, this.#o.outboundPort, '::1', outbound);
     }
